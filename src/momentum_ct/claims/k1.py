@@ -1,0 +1,86 @@
+"""Claim K1: the iterates follow the time-rescaled gradient flow to first order in h."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..ct.fit import loglog_slope, max_curvature, rescaling_factor
+from ..ct.flows import gradient_flow
+from ..ct.integrate import OdeOptions, integrate
+from ..io import stack
+from .common import fit_window, flow_scale, problem_of, regime_number, row, sup_errors
+
+PLAIN_FLOW_POINTS = 4001
+
+
+def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptions()) -> tuple[dict, dict]:
+    """The rescaled flow at every recorded ``t``, and the plain flow on a grid (for fitting ``c``).
+
+    Returns ``(columns, info)``; ``columns`` has ``kind`` (``rescaled_flow`` / ``plain_flow``), ``h``,
+    ``step``, ``t`` and ``x``.
+    """
+    spec, problem = problem_of(meta)
+    scale = flow_scale(spec)
+    t = traj["t"].to_numpy()
+    x = integrate(gradient_flow(problem, scale), problem.x0, t, ode).numpy()
+    s = np.linspace(0.0, 2.0 * scale * spec.t_max, PLAIN_FLOW_POINTS)  # covers c up to twice its prediction
+    y = integrate(gradient_flow(problem, 1.0), problem.x0, s, ode).numpy()
+    finest = traj[traj["h"] == traj["h"].min()]
+    finite = finest[np.isfinite(finest["loss"])]
+    picks = finite.iloc[np.linspace(0, len(finite) - 1, min(5, len(finite))).astype(int)]
+    curvature = max_curvature(problem, stack(picks["x"])) if len(picks) else float("nan")
+    columns = {
+        "kind": ["rescaled_flow"] * len(t) + ["plain_flow"] * len(s),
+        "h": np.concatenate([traj["h"].to_numpy(), np.full(len(s), np.nan)]),
+        "step": np.concatenate([traj["step"].to_numpy(), np.full(len(s), -1)]),
+        "t": np.concatenate([t, s]),
+        "x": list(x) + list(y),
+    }
+    info = dict(claim="K1", ode=ode.as_dict(), curvature_max=curvature, flow_scale=scale)
+    return columns, info
+
+
+def errors(traj: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+    flow = pred[pred["kind"] == "rescaled_flow"]
+    return sup_errors(traj, stack(flow["x"]))
+
+
+def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, fit_points: int = 4,
+            confidence: float = 0.95) -> tuple[list[dict], pd.DataFrame]:
+    """Fit rows (order, rescale_factor) and the per-h error points of one series."""
+    spec, _ = problem_of(meta)
+    curvature = info["curvature_max"]
+    err = errors(traj, pred)
+    err["regime"] = [regime_number(h, curvature, spec.lam) for h in err["h"]]
+    window = fit_window(err, fit_points)
+    fit = loglog_slope(window["h"], window["err"], confidence)
+    diverged = [r["h"] for r in meta["runs"] if r["diverged"]]
+    note = f"diverged at h={diverged}" if diverged else ""
+    rows = [row("K1", spec, "order", 1.0, fit.slope, (fit.ci_low, fit.ci_high),
+                h_min=window["h"].min(), h_max=window["h"].max(), regime=window["regime"].max(),
+                n_points=fit.n_points, note=note)]
+    rows.append(_rescale_row(traj, pred, spec, window, meta))
+    points = err.assign(claim_id="K1", experiment=spec.experiment, problem=spec.problem, method=spec.method,
+                        lam=spec.lam, seed=spec.seed, model="rescaled_flow")
+    return rows, points
+
+
+def _rescale_row(traj, pred, spec, window, meta) -> dict:
+    predicted = flow_scale(spec)
+    plain = pred[pred["kind"] == "plain_flow"]
+    ok_h = [h for h in sorted(window["h"])][:2]
+    estimates = []
+    for h in ok_h:
+        run = traj[(traj["h"] == h) & np.isfinite(traj["loss"])]
+        estimates.append(rescaling_factor(run["t"].to_numpy(), stack(run["x"]), plain["t"].to_numpy(),
+                                          stack(plain["x"]), (0.5 * predicted, 2.0 * predicted)))
+    if not estimates:
+        return row("K1", spec, "rescale_factor", predicted, float("nan"), note="no converged run")
+    c = estimates[0]
+    spread = abs(estimates[0] - estimates[1]) if len(estimates) > 1 else float("nan")
+    return row("K1", spec, "rescale_factor", predicted, c, (c - spread, c + spread),
+               h_min=min(ok_h), h_max=min(ok_h), n_points=len(estimates),
+               note="fit at the finest h; interval from the change to the next-finest h")

@@ -1,0 +1,70 @@
+"""Fits shared by the claims: log-log orders with confidence intervals, time-rescaling factors, curvature."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+from scipy.interpolate import CubicSpline
+
+from ..problems import Problem
+
+
+@dataclass(frozen=True)
+class Slope:
+    slope: float
+    ci_low: float
+    ci_high: float
+    n_points: int
+
+
+def loglog_slope(h, err, confidence: float = 0.95) -> Slope:
+    """Least-squares slope of ``log err`` against ``log h`` with a t-based confidence interval.
+
+    Non-finite or non-positive errors are dropped; fewer than three points give NaN bounds.
+    """
+    h, err = np.asarray(h, dtype=float), np.asarray(err, dtype=float)
+    ok = np.isfinite(err) & (err > 0) & np.isfinite(h) & (h > 0)
+    h, err = h[ok], err[ok]
+    if len(h) < 2:
+        return Slope(np.nan, np.nan, np.nan, len(h))
+    fit = stats.linregress(np.log(h), np.log(err))
+    if len(h) < 3:
+        return Slope(float(fit.slope), np.nan, np.nan, len(h))
+    half = stats.t.ppf(0.5 + confidence / 2, len(h) - 2) * fit.stderr
+    return Slope(float(fit.slope), float(fit.slope - half), float(fit.slope + half), len(h))
+
+
+def rescaling_factor(times, xs, flow_times, flow_xs, bracket: tuple[float, float]) -> float:
+    """The ``c`` minimising ``sum_k |x_k - y(c t_k)|^2``, with ``y`` a plain gradient flow given on a grid.
+
+    ``y`` is interpolated by a cubic spline (fourth order), so the grid error is far below the
+    O(h) effects being measured.
+    """
+    spline = CubicSpline(np.asarray(flow_times), np.asarray(flow_xs), axis=0)
+
+    def cost(c):
+        return float(np.sum((np.asarray(xs) - spline(c * np.asarray(times))) ** 2))
+
+    res = optimize.minimize_scalar(cost, bounds=bracket, method="bounded", options=dict(xatol=1e-10))
+    return float(res.x)
+
+
+def max_curvature(problem: Problem, points, iterations: int = 50, seed: int = 0) -> float:
+    """Largest |Hessian eigenvalue| met at ``points``, by power iteration on Hessian-vector products."""
+    gen = torch.Generator().manual_seed(seed)
+    best = 0.0
+    for x in points:
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+        v /= torch.linalg.vector_norm(v)
+        est = 0.0
+        for _ in range(iterations):
+            hv = problem.hvp(x, v)
+            est = float(torch.linalg.vector_norm(hv))
+            if est == 0.0 or not np.isfinite(est):
+                break
+            v = hv / est
+        best = max(best, est)
+    return best

@@ -1,0 +1,107 @@
+"""Reading and writing the files that are the interfaces between stages.
+
+Trajectories and predictions are parquet tables (vectors as ``list<double>`` columns), metadata
+JSON beside them. Writers are deterministic (sorted keys, no timestamps), so rerunning a stage on
+the CPU gives byte-identical files. Readers check the columns they rely on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+VECTOR_COLUMNS = ("x", "m")
+TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "grad_norm", "x", "m")
+
+
+class SchemaError(ValueError):
+    """A file between stages lacks a column or key that its reader needs."""
+
+
+def _to_arrow(columns: dict[str, Any]) -> pa.Table:
+    arrays = {}
+    for name, values in columns.items():
+        if len(values) and isinstance(values[0], np.ndarray):
+            arrays[name] = pa.array([np.asarray(v, dtype=np.float64) for v in values], type=pa.list_(pa.float64()))
+        else:
+            arrays[name] = pa.array(np.asarray(values))
+    return pa.table(arrays)
+
+
+def write_table(path: str | Path, columns: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(_to_arrow(columns), tmp, compression="zstd")
+    tmp.replace(path)  # atomic: an interrupted write never leaves a half file under the real name
+
+
+def concat_columns(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    parts = list(parts)
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    out: dict[str, Any] = {}
+    for k in keys:
+        vals: list = []
+        for p in parts:
+            n = len(next(iter(p.values())))
+            v = p.get(k)
+            if v is None:
+                vals.extend([np.nan] * n)
+            else:
+                vals.extend(list(v))
+        out[k] = vals
+    return out
+
+
+def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file {path}")
+    df = pq.read_table(path).to_pandas()
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{path} lacks column(s) {', '.join(missing)}")
+    return df
+
+
+def read_trajectory(path: str | Path) -> pd.DataFrame:
+    return read_table(path, TRAJECTORY_COLUMNS)
+
+
+def stack(series: pd.Series) -> np.ndarray:
+    """A ``list<double>`` column as a 2-D array (rows x dimension)."""
+    return np.stack([np.asarray(v, dtype=np.float64) for v in series])
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file {path}")
+    data = json.loads(path.read_text())
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise SchemaError(f"{path} lacks key(s) {', '.join(missing)}")
+    return data
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

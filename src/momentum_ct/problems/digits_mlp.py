@@ -1,0 +1,65 @@
+"""A small MLP classifier on scikit-learn's bundled digits (8x8 images, 10 classes; offline).
+
+Inputs are standardised with training-set statistics; the train/test split is fixed by
+``split_seed``; ``seed`` sets the initial weights. ``tanh`` keeps the loss smooth, which the
+order-of-convergence measurements need (ReLU kinks break the Taylor expansions).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Problem, flat_module_loss
+
+
+def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float64)
+    y = torch.tensor(data.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
+    n_test = int(round(test_fraction * len(y)))
+    test, train = perm[:n_test], perm[n_test:]
+    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-8)
+    x = (x - mean) / std
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def build_mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)  # nn.Linear's default init draws from the global generator
+    layers, width = [], n_in
+    for w in hidden:
+        layers += [nn.Linear(width, w), nn.Tanh()]
+        width = w
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers).to(torch.float64)
+
+
+def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,), split_seed: int = 0,
+                    test_fraction: float = 0.2, n_train: int | None = None) -> Problem:
+    hidden = list(hidden)
+    if not hidden or any(w < 1 for w in hidden):
+        raise ValueError(f"digits_mlp: hidden must be a non-empty list of positive widths, got {hidden}")
+    if not (0.0 < test_fraction < 1.0):
+        raise ValueError(f"digits_mlp: test_fraction must lie in (0, 1), got {test_fraction}")
+    train, test = load_digits_tensors(split_seed, test_fraction)
+    if n_train is not None:
+        if n_train < 1:
+            raise ValueError(f"digits_mlp: n_train must be >= 1, got {n_train}")
+        train = tuple(t[:n_train] for t in train)
+    module = build_mlp(train[0].shape[1], hidden, 10, seed)
+    criterion = nn.functional.cross_entropy
+    loss, x0, unflatten = flat_module_loss(module, criterion)
+
+    def accuracy(x, batch):
+        inputs, targets = batch
+        logits = torch.func.functional_call(module, unflatten(x), (inputs,))
+        return (logits.argmax(-1) == targets).to(torch.float64).mean()
+
+    return Problem(
+        name="digits_mlp",
+        options=dict(seed=seed, hidden=hidden, split_seed=split_seed, test_fraction=test_fraction, n_train=n_train),
+        x0=x0, loss=loss, train_data=train, test_data=test, accuracy=accuracy, module=module,
+        extra=dict(unflatten=unflatten, criterion=criterion),
+    )
