@@ -43,6 +43,7 @@ __all__ = [
     "SlurmCluster",
     "SlurmUnavailable",
     "SnakemakeResult",
+    "SnakemakeRun",
     "ensure_slurm_installed",
     "run_snakemake",
 ]
@@ -605,6 +606,9 @@ class SlurmCluster:
         proc = self._run(["sbatch", "--parsable", *args])
         return proc.stdout.strip().split(";")[0]
 
+    def scancel(self, *job_ids: str) -> None:
+        self._run(["scancel", *job_ids])
+
     def wait_for_job(self, job_id: str, timeout: float = 60) -> str:
         """Wait until the job reached a final state and return that state."""
         final = {
@@ -629,6 +633,67 @@ class SnakemakeResult:
     seconds: float
 
 
+class SnakemakeRun:
+    """``python -m snakemake ARGS`` started in its own session (process
+    group), so that the whole tree can be killed with SIGKILL: a Snakemake
+    waiting for cluster jobs ignores SIGTERM."""
+
+    def __init__(
+        self,
+        args: Iterable[str],
+        *,
+        cwd: str | os.PathLike,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
+        self.cmd = [python or sys.executable, "-m", "snakemake", *args]
+        self.start_time = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.cmd,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> SnakemakeResult:
+        """Wait at most ``timeout`` seconds, then kill the process group."""
+        timed_out = False
+        try:
+            output, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self.kill()
+            output, _ = self.proc.communicate()
+        except BaseException:
+            self.kill()
+            self.proc.wait()
+            raise
+        return SnakemakeResult(
+            returncode=None if timed_out else self.proc.returncode,
+            output=output or "",
+            timed_out=timed_out,
+            seconds=time.monotonic() - self.start_time,
+        )
+
+    def __enter__(self) -> "SnakemakeRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+            self.proc.wait()
+
+
 def run_snakemake(
     args: Iterable[str],
     *,
@@ -637,41 +702,6 @@ def run_snakemake(
     timeout: float = 300,
     python: str | None = None,
 ) -> SnakemakeResult:
-    """Run ``python -m snakemake ARGS`` in its own session with a hard time
-    limit: on timeout the whole process group gets SIGKILL (a Snakemake
-    waiting on cluster jobs ignores SIGTERM)."""
-    cmd = [python or sys.executable, "-m", "snakemake", *args]
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    timed_out = False
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        output, _ = proc.communicate()
-    except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    return SnakemakeResult(
-        returncode=None if timed_out else proc.returncode,
-        output=output or "",
-        timed_out=timed_out,
-        seconds=time.monotonic() - start,
-    )
+    """Run Snakemake to completion under a hard time limit (see
+    :class:`SnakemakeRun`)."""
+    return SnakemakeRun(args, cwd=cwd, env=env, python=python).wait(timeout)

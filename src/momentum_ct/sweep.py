@@ -90,3 +90,16 @@ def sweep_table(config: dict[str, Any]) -> pd.DataFrame:
         rows.append(dict(experiment=spec.experiment, method=spec.method, lam=spec.lam, seed=spec.seed,
                          problem=spec.problem, claims=",".join(claims), spec=spec))
     return pd.DataFrame(rows)
+
+
+def batch_table(config: dict[str, Any]) -> pd.DataFrame:
+    """Series grouped into batches (one training job each) of at most ``series_per_batch`` series.
+
+    Series are taken in sweep order within an experiment, so the assignment is deterministic.
+    """
+    table = sweep_table(config)
+    per_batch = int(config.get("series_per_batch", 8))
+    if per_batch < 1:
+        raise ConfigError(f"series_per_batch must be >= 1, got {per_batch}")
+    table["batch"] = table.groupby("experiment", sort=False).cumcount() // per_batch
+    return table

@@ -27,13 +27,16 @@ def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
 
 
 def build_mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)  # nn.Linear's default init draws from the global generator
-    layers, width = [], n_in
-    for w in hidden:
-        layers += [nn.Linear(width, w), nn.Tanh()]
-        width = w
-    layers.append(nn.Linear(width, n_out))
-    return nn.Sequential(*layers).to(torch.float64)
+    """Default ``nn.Linear`` init, drawn in float64 from ``seed`` whatever the global dtype and RNG state."""
+    # nn.Linear draws from the global generator: fork it so the caller's random stream is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers, width = [], n_in
+        for w in hidden:
+            layers += [nn.Linear(width, w, dtype=torch.float64), nn.Tanh()]
+            width = w
+        layers.append(nn.Linear(width, n_out, dtype=torch.float64))
+    return nn.Sequential(*layers)
 
 
 def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,), split_seed: int = 0,

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..io import concat_columns, write_json, write_table
+from ..io import concat_columns
 from ..optim import coefficients
 from ..problems import make_problem
 from .functional_runner import run_functional
@@ -66,7 +66,6 @@ def get_engine(name: str):
 
 def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train every h of the series; return ``(columns, metadata)``."""
-    torch.set_default_dtype(torch.float64)
     problem = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
     engine = get_engine(spec.engine)
     parts, runs = [], []
@@ -89,10 +88,3 @@ def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[di
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=runs,
                 x_kind="full", dtype="float64", torch_version=torch.__version__)
     return concat_columns(parts), meta
-
-
-def write_series(spec: SeriesSpec, trajectory: str | Path, meta: str | Path, log: Callable[[str], None] = print) -> None:
-    columns, metadata = run_series(spec, log)
-    order = ["h", "step", "t"] + [c for c in columns if c not in ("h", "step", "t")]
-    write_table(trajectory, {k: columns[k] for k in order})
-    write_json(meta, metadata)

@@ -1,0 +1,25 @@
+"""Common look of every figure and a saver that writes deterministic files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are files
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+METHOD_ORDER = ["hb", "nag", "gd_rescaled", "gd"]
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+
+
+def save(fig, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # No creation date in the file, so reruns are byte-identical.
+    meta = {"Software": None} if path.suffix == ".png" else {"CreationDate": None}
+    fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
+    plt.close(fig)

@@ -1,0 +1,32 @@
+rule draw_claim_figure:
+    input:
+        fits="results/measures/{claim}.csv",
+        points="results/measures/{claim}_points.csv",
+    output:
+        report(
+            "results/figures/{claim}/{figure}.png",
+            caption="../report/{figure}.rst",
+            category="{claim}",
+        ),
+    log:
+        "logs/draw/{claim}/{figure}.log",
+    wildcard_constraints:
+        figure="(?!k4_curves)[a-z0-9_]+",
+    script:
+        "../scripts/draw_figure.py"
+
+
+rule draw_k4_curves:
+    input:
+        trajectories=get_experiment_trajectories,
+    output:
+        report(
+            "results/figures/K4/k4_curves_{experiment}.png",
+            caption="../report/k4_curves.rst",
+            category="K4",
+            labels={"experiment": "{experiment}"},
+        ),
+    log:
+        "logs/draw/K4/k4_curves_{experiment}.log",
+    script:
+        "../scripts/draw_k4_curves.py"

@@ -1,0 +1,17 @@
+rule predict_batch:
+    input:
+        trajectory=f"results/runs/{BATCHES.wildcard_pattern}/trajectory.parquet",
+        meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
+    output:
+        prediction=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.parquet",
+        info=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.json",
+    params:
+        ode=config["ode"],
+    log:
+        f"logs/predict/{{claim}}/{BATCHES.wildcard_pattern}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    script:
+        "../scripts/predict_batch.py"

@@ -1,0 +1,14 @@
+rule train_batch:
+    output:
+        trajectory=f"results/runs/{BATCHES.wildcard_pattern}/trajectory.parquet",
+        meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
+    params:
+        specs=get_batch_specs,
+    log:
+        f"logs/train/{BATCHES.wildcard_pattern}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    script:
+        "../scripts/train_batch.py"

@@ -1,0 +1,9 @@
+import logging
+
+import torch
+
+from momentum_ct.stages import train
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+torch.set_num_threads(snakemake.threads)
+train(snakemake.params.specs, snakemake.output.trajectory, snakemake.output.meta)
