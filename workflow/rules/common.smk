@@ -11,6 +11,9 @@ from momentum_ct.claims.measures import PREDICTORS
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# One environment serves every rule (used with --software-deployment-method conda).
+CONDA_ENV = "../../environment.yml"
+
 try:
     SWEEP = batch_table(config)
 except ConfigError as err:

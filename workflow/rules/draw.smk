@@ -8,6 +8,8 @@ rule draw_claim_figure:
             caption="../report/{figure}.rst",
             category="{claim}",
         ),
+    conda:
+        CONDA_ENV
     log:
         "logs/draw/{claim}/{figure}.log",
     wildcard_constraints:
@@ -26,6 +28,8 @@ rule draw_k4_curves:
             category="K4",
             labels={"experiment": "{experiment}"},
         ),
+    conda:
+        CONDA_ENV
     log:
         "logs/draw/K4/k4_curves_{experiment}.log",
     script:

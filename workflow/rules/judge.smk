@@ -8,6 +8,8 @@ rule judge_claims:
             caption="../report/claims.rst",
             category="Claims",
         ),
+    conda:
+        CONDA_ENV
     log:
         "logs/judge/claims.log",
     script:

@@ -6,6 +6,8 @@ rule measure_claim:
         points="results/measures/{claim}_points.csv",
     params:
         options=measure_options(),
+    conda:
+        CONDA_ENV
     log:
         "logs/measure/{claim}.log",
     threads: 1

@@ -7,6 +7,8 @@ rule predict_batch:
         info=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.json",
     params:
         ode=config["ode"],
+    conda:
+        CONDA_ENV
     log:
         f"logs/predict/{{claim}}/{BATCHES.wildcard_pattern}.log",
     threads: 1

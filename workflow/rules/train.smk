@@ -4,6 +4,8 @@ rule train_batch:
         meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
     params:
         specs=get_batch_specs,
+    conda:
+        CONDA_ENV
     log:
         f"logs/train/{BATCHES.wildcard_pattern}.log",
     threads: 1
