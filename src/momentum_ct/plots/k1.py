@@ -5,44 +5,56 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .style import METHOD_ORDER, save, setup
+from .style import METHOD_ORDER, log_axes, save, setup
 
 
 def error_vs_h(inputs: dict[str, str], output: str) -> None:
-    """Log-log sup error against h, one panel per problem and lam, with the fitted order in the legend."""
+    """Log-log sup error against h, one panel per problem and lam, fitted orders written in each panel."""
     setup()
     points = pd.read_csv(inputs["points"])
     fits = pd.read_csv(inputs["fits"])
-    order = fits[fits["quantity"] == "order"].set_index(["experiment", "method", "lam", "seed"])["measured"]
-    points = points[np.isfinite(points["err"])].copy()
-    points["method (order)"] = [
-        f"{m} ({order.get((e, m, l, s), np.nan):.2f})" for e, m, l, s in
-        zip(points["experiment"], points["method"], points["lam"], points["seed"])]
-    grid = sns.relplot(data=points, x="h", y="err", hue="method", style="method (order)", col="problem",
-                       row="lam", kind="line", marker="o", hue_order=[m for m in METHOD_ORDER if m in set(points["method"])],
+    orders = fits[fits["quantity"] == "order"]
+    points = points[np.isfinite(points["err"])]
+    hue_order = [m for m in METHOD_ORDER if m in set(points["method"])]
+    grid = sns.relplot(data=points, x="h", y="err", hue="method", col="problem", row="lam", kind="line",
+                       marker="o", hue_order=hue_order, units="seed", estimator=None,
                        facet_kws=dict(sharex=False, sharey=False), height=2.6, aspect=1.2)
-    for ax in grid.axes.flat:
-        ax.set(xscale="log", yscale="log")
-        xs = np.array(ax.get_xlim())
-        ys = np.array(ax.get_ylim())
-        ax.plot(xs, ys[0] * xs / xs[0], color="grey", ls=":", lw=1, label="slope 1")
+    for (lam, problem), ax in grid.axes_dict.items():
+        log_axes(ax)
+        xs, ys = np.array(ax.get_xlim()), np.array(ax.get_ylim())
+        ax.plot(xs, ys[0] * xs / xs[0], color="grey", ls=":", lw=1)
+        here = orders[(orders["lam"] == lam) & (orders["problem"] == problem)]
+        text = "\n".join(f"{r.method}: {r.measured:.2f}" for r in here.itertuples())
+        ax.text(0.97, 0.03, "order\n" + text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                bbox=dict(facecolor="white", alpha=0.8, lw=0))
     grid.set_axis_labels("learning rate h", "sup_k |x_k - x(kh)|")
     grid.figure.suptitle("K1: distance to the time-rescaled gradient flow (dotted: slope 1)", y=1.02)
     save(grid.figure, output)
 
 
 def rescale_factor(inputs: dict[str, str], output: str) -> None:
-    """Fitted c against the predicted 1/(1-lam), with the identity line."""
+    """Relative deviation of the fitted c from 1/(1-lam), per problem, lam and method, with the 2% band."""
     setup()
     fits = pd.read_csv(inputs["fits"])
     rows = fits[fits["quantity"] == "rescale_factor"].copy()
-    grid = sns.relplot(data=rows, x="predicted", y="measured", hue="method", style="problem", s=60, height=3.2)
-    ax = grid.ax
-    ax.errorbar(rows["predicted"], rows["measured"],
-                yerr=np.abs(np.vstack([rows["measured"] - rows["ci_low"], rows["ci_high"] - rows["measured"]])),
-                fmt="none", ecolor="grey", lw=1)
-    lim = [0.9 * rows["predicted"].min(), 1.1 * rows["predicted"].max()]
-    ax.plot(lim, lim, color="grey", ls=":", lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="predicted 1/(1 - lam)", ylabel="fitted factor c")
-    ax.set_title("K1: time-rescaling factor")
+    for col in ("measured", "ci_low", "ci_high"):
+        rows[col + "_pct"] = 100.0 * (rows[col] / rows["predicted"] - 1.0)
+    methods = [m for m in METHOD_ORDER if m in set(rows["method"])]
+    lams = sorted(rows["lam"].unique())
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    grid = sns.FacetGrid(rows, col="problem", height=2.8, aspect=1.0, sharey=False)
+    for problem, ax in grid.axes_dict.items():
+        here = rows[rows["problem"] == problem]
+        for j, method in enumerate(methods):
+            r = here[here["method"] == method]
+            x = np.array([lams.index(l) for l in r["lam"]]) + 0.15 * (j - (len(methods) - 1) / 2)
+            err = np.abs(np.vstack([r["measured_pct"] - r["ci_low_pct"], r["ci_high_pct"] - r["measured_pct"]]))
+            ax.errorbar(x, r["measured_pct"], yerr=np.nan_to_num(err), fmt="o", color=palette[method], label=method,
+                        capsize=2)
+        ax.axhspan(-2.0, 2.0, color="grey", alpha=0.15, lw=0)
+        ax.axhline(0.0, color="grey", ls=":", lw=1)
+        ax.set_xticks(range(len(lams)), [f"{l:g}" for l in lams])
+        ax.set(xlabel="lam", ylabel="c (1 - lam) - 1  [%]")
+    grid.axes.flat[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    grid.figure.suptitle("K1: fitted time-rescaling factor against 1/(1 - lam) (band: 2% tolerance)", y=1.04)
     save(grid.figure, output)

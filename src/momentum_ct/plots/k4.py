@@ -6,7 +6,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..io import read_trajectory
-from .style import METHOD_ORDER, save, setup
+from .style import METHOD_ORDER, log_axes, save, setup
 
 
 def curves(inputs: dict[str, str], output: str) -> None:
@@ -17,7 +17,7 @@ def curves(inputs: dict[str, str], output: str) -> None:
     data["tau"] = data["t"] / (1.0 - data["lam"])
     hs = sorted(data["h"].unique())
     data = data[data["h"].isin([hs[0], hs[-1]])].copy()
-    data["h"] = data["h"].map(lambda h: f"h={h:.3g}")
+    data["h"] = data["h"].map(lambda h: f"{h:.3g}")
     long = data.melt(id_vars=["method", "h", "tau", "lam", "seed"], value_vars=[c for c in ("loss", "test_accuracy")
                                                                                if c in data], var_name="curve")
     grid = sns.relplot(data=long, x="tau", y="value", hue="method", style="method", row="curve", col="h",
@@ -39,7 +39,7 @@ def gap_vs_h(inputs: dict[str, str], output: str) -> None:
     grid = sns.relplot(data=long, x="h", y="value", hue="method", style="gap", col="experiment", kind="line",
                        marker="o", height=2.8, aspect=1.2, errorbar=None)
     for ax in grid.axes.flat:
-        ax.set(xscale="log", yscale="log")
+        log_axes(ax)
     grid.set_axis_labels("learning rate h", "largest gap to GD with h/(1-lam)")
     grid.figure.suptitle("K4: momentum against rescaled GD", y=1.02)
     save(grid.figure, output)

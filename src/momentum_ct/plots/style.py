@@ -8,12 +8,20 @@ import matplotlib
 matplotlib.use("Agg")  # headless: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 METHOD_ORDER = ["hb", "nag", "gd_rescaled", "gd"]
 
 
 def setup() -> None:
     sns.set_theme(context="paper", style="whitegrid", palette="colorblind")
+
+
+def log_axes(ax) -> None:
+    """Log-log axes without minor tick labels (they collide on short ranges)."""
+    ax.set(xscale="log", yscale="log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def save(fig, path: str | Path) -> None:
