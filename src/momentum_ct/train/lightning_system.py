@@ -6,6 +6,8 @@ as whole-batch tensors (no per-sample collation), which keeps Lightning's per-st
 """
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -14,6 +16,9 @@ from torch.utils.data import DataLoader, IterableDataset
 from ..optim import MomentumRecurrence
 from ..problems import Problem
 from .recorder import TrajectoryRecorder, has_diverged
+
+# Lightning announces devices and stopping reasons for every run; a sweep of hundreds of runs needs none of it.
+logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 
 
 class _BatchStream(IterableDataset):

@@ -1,0 +1,81 @@
+"""Command line of the package: list claims, check a config, train a single series (no Snakemake needed)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _claims(args) -> int:
+    from .claims.registry import CLAIMS
+
+    for c in CLAIMS.values():
+        print(f"{c.id}: {c.statement}\n    source: {c.source}\n    prediction: {c.prediction}")
+        for q in c.quantities.values():
+            print(f"    - {q.name} ({q.comparison}, tolerance {q.tolerance}{' relative' if q.relative else ''}): "
+                  f"{q.description}")
+    return 0
+
+
+def _check(args) -> int:
+    from .sweep import batch_table
+
+    with open(args.config) as fh:
+        config = yaml.safe_load(fh)
+    table = batch_table(config)
+    print(f"{args.config}: {len(table)} series in {table[['experiment', 'batch']].drop_duplicates().shape[0]} "
+          f"batches, {sum(len(s.h) for s in table['spec'])} runs")
+    return 0
+
+
+def _train(args) -> int:
+    from .io import write_json, write_table
+    from .train.batch import run_batch
+    from .train.series import SeriesSpec
+
+    spec = SeriesSpec(experiment="cli", problem=args.problem, method=args.method, lam=args.lam, seed=args.seed,
+                      h=tuple(args.h), t_max=args.horizon * (1.0 - args.lam), n_records=args.records,
+                      dense_steps=args.dense_steps, batch_size=args.batch_size, engine=args.engine,
+                      problem_options=json.loads(args.options))
+    columns, meta = run_batch([spec], log=print)
+    write_table(args.out, columns)
+    write_json(args.out + ".json", meta)
+    print(f"wrote {args.out} and {args.out}.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="momentum-ct", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("claims", help="list the claims registry").set_defaults(fn=_claims)
+    p = sub.add_parser("check", help="validate a configuration file and count its series")
+    p.add_argument("config")
+    p.set_defaults(fn=_check)
+    p = sub.add_parser("train", help="train one series (every h) and write its trajectory")
+    p.add_argument("--problem", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--lam", type=float, default=0.9)
+    p.add_argument("--h", type=float, nargs="+", required=True)
+    p.add_argument("--horizon", type=float, default=1.0, help="rescaled time t/(1-lam)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--records", type=int, default=100)
+    p.add_argument("--dense-steps", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--engine", default="lightning")
+    p.add_argument("--options", default="{}", help="problem options as JSON")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_train)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
