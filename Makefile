@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: replicate test setup lint report clean
 
+SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile $(CONFIG)
+
 replicate: $(STAMP)
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile $(CONFIG)
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile $(CONFIG) --report results/report.html
+	@# A killed run leaves a stale lock; this command is also the documented way to resume one.
+	$(SMK) --unlock --quiet
+	$(SMK) --cores $(CORES)
+	$(SMK) --report results/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -4,7 +4,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default configuration, unless --configfile names another: then that one alone is used (Snakemake
+# would otherwise merge the two, and the default's experiments would leak into a CI or paper-scale run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

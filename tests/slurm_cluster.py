@@ -212,6 +212,7 @@ class SlurmCluster:
         self._logs: list = []
         self._saved_env: dict[str, str | None] = {}
         self._env_exported = False
+        self.munge_socket: Path | None = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -238,13 +239,26 @@ class SlurmCluster:
 
     def start(self) -> "SlurmCluster":
         ensure_slurm_installed(self.install)
+        info = parse_slurmd_c(
+            subprocess.run(
+                [_which("slurmd"), "-C"], capture_output=True, text=True, timeout=30
+            ).stdout
+        )
+        # slurmstepd creates unix sockets named <spool>/<node>_<job>.<step>
+        # (munged one below workdir too); such paths are limited to 107 bytes.
+        longest = len(f"{self.workdir}/spool/{info['NodeName']}_1234567.4294967291")
+        if longest > 107:
+            raise ValueError(
+                f"workdir path too long for the unix sockets below it: "
+                f"{self.workdir} (use a shorter one, e.g. pytest --basetemp)"
+            )
         if os.geteuid() != 0:
             raise SlurmUnavailable("the test cluster runs slurmd as root; run as root")
         for sub in ("bin", "etc", "log", "run", "state", "spool", "munge"):
             self._path(sub).mkdir(parents=True, exist_ok=True)
         try:
             self._start_munge()
-            self._write_conf()
+            self._write_conf(info)
             self._write_wrappers()
             self.env = dict(
                 os.environ,
@@ -341,10 +355,6 @@ class SlurmCluster:
             key.write_bytes(os.urandom(1024))
         key.chmod(0o600)
         socket_path = munge_dir / "munge.socket"
-        if len(str(socket_path)) > 100:  # unix socket paths are limited to 108 bytes
-            raise SlurmUnavailable(
-                f"workdir path too long for a unix socket: {socket_path}"
-            )
         self.munge_socket = socket_path
         self._start_daemon(
             "munged",
@@ -372,12 +382,8 @@ class SlurmCluster:
                 )
             time.sleep(0.1)
 
-    def _write_conf(self) -> None:
-        info = parse_slurmd_c(
-            subprocess.run(
-                [_which("slurmd"), "-C"], capture_output=True, text=True, timeout=30
-            ).stdout
-        )
+    def _write_conf(self, info: Mapping[str, str]) -> None:
+        """Write slurm.conf for this node; ``info`` is parsed ``slurmd -C``."""
         self.node_name = info["NodeName"]
         self.cpus = int(info["CPUs"])
         reported = int(info["RealMemory"])
@@ -494,6 +500,19 @@ class SlurmCluster:
             ["squeue", "-h", "-o", "%i", f"--states={states}"], check=False
         )
         return proc.stdout.split() if proc.returncode == 0 else []
+
+    def job_table(self, states: str = "all") -> list[dict[str, str]]:
+        """Jobs slurmctld still knows, as dicts with ``id``, ``state``,
+        ``workdir``, ``comment`` (the Snakemake SLURM plugin puts the rule or
+        group name there), ``account`` and ``partition``."""
+        keys = ("id", "state", "workdir", "comment", "account", "partition")
+        proc = self._run(
+            ["squeue", "-h", f"--states={states}", "-o", "%i|%T|%Z|%k|%a|%P"],
+            check=False,
+        )
+        if proc.returncode != 0:
+            return []
+        return [dict(zip(keys, line.split("|"))) for line in proc.stdout.splitlines()]
 
     def job_states(self) -> dict[str, str]:
         """``{job id: state}`` for all jobs slurmctld still knows."""
@@ -645,19 +664,29 @@ class SnakemakeRun:
         cwd: str | os.PathLike,
         env: Mapping[str, str] | None = None,
         python: str | None = None,
+        log: str | os.PathLike | None = None,
     ) -> None:
-        self.cmd = [python or sys.executable, "-m", "snakemake", *args]
+        """``log``: write the output to this file instead of a pipe.  Use it
+        for runs that go on while the test does other things: nobody reads a
+        pipe then, and a full pipe would stall Snakemake."""
+        self.cmd = [python or sys.executable, "-m", "snakemake", *map(str, args)]
         self.start_time = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        self.log = Path(log) if log is not None else None
+        out = open(self.log, "w") if self.log is not None else subprocess.PIPE
+        try:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        finally:
+            if self.log is not None:
+                out.close()
 
     def kill(self) -> None:
         try:
@@ -669,7 +698,7 @@ class SnakemakeRun:
         """Wait at most ``timeout`` seconds, then kill the process group."""
         timed_out = False
         try:
-            output, _ = self.proc.communicate(timeout=timeout)
+            output, _ = self.proc.communicate(timeout=max(timeout, 0))
         except subprocess.TimeoutExpired:
             timed_out = True
             self.kill()
@@ -678,6 +707,8 @@ class SnakemakeRun:
             self.kill()
             self.proc.wait()
             raise
+        if self.log is not None:
+            output = self.log.read_text(errors="replace")
         return SnakemakeResult(
             returncode=None if timed_out else self.proc.returncode,
             output=output or "",

@@ -1,9 +1,11 @@
 """Tests against a real single-node SLURM cluster started by the tests.
 
-Run with ``pytest -m slurm``.  The cluster (see slurm_cluster.py) starts once
-per module; every Snakemake run goes through the SLURM executor plugin, with
-status checks by squeue (there is no accounting database) and a hard time
-limit.
+Run with ``pytest -m slurm``.  The cluster (see slurm_cluster.py and the
+``cluster`` fixture in conftest.py) starts once per module; every Snakemake
+run goes through the SLURM executor plugin, with status checks by squeue
+(there is no accounting database) and a hard time limit.  These tests use toy
+workflows; test_slurm_pipeline.py runs the pipeline itself through the
+project's profile.
 """
 
 from __future__ import annotations
@@ -16,19 +18,11 @@ from pathlib import Path
 import pytest
 
 try:
-    from slurm_cluster import SlurmCluster, SlurmUnavailable, SnakemakeRun, run_snakemake
+    from slurm_cluster import SnakemakeRun, run_snakemake
 except ImportError:  # tests/ imported as a package
-    from .slurm_cluster import (
-        SlurmCluster,
-        SlurmUnavailable,
-        SnakemakeRun,
-        run_snakemake,
-    )
+    from .slurm_cluster import SnakemakeRun, run_snakemake
 
 pytestmark = pytest.mark.slurm
-
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / "workflow" / "profiles" / "slurm"
 
 # Hard limit for one Snakemake run (seconds).
 SNAKEMAKE_TIMEOUT = 240
@@ -56,19 +50,6 @@ PLAIN_ARGS = [
     "mem_mb=400",
     *TEST_ONLY_ARGS,
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    try:
-        c = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    except SlurmUnavailable as err:
-        pytest.skip(f"no SLURM cluster possible here: {err}")
-    try:
-        yield c
-    finally:
-        leftovers = c.stop()
-    assert leftovers == [], f"cluster processes left running: {leftovers}"
 
 
 def write_snakefile(directory: Path, body: str) -> Path:
@@ -214,52 +195,3 @@ def test_cancelled_job_is_retried(cluster, tmp_path):
     assert "CANCELLED" in result.output
     assert (tmp_path / "started.2").exists()
     assert (tmp_path / "slow.txt").read_text().strip() == "2"
-
-
-def test_project_profile_groups_and_attempt_resources(cluster, tmp_path):
-    """The project's workflow profile parses and works on a real cluster:
-    train_series jobs are bundled into one group job, and an
-    attempt-dependent set-resources value grows on retry."""
-    write_snakefile(
-        tmp_path,
-        """
-        SEEDS = range(4)
-
-        rule all:
-            input: "figure.txt"
-
-        rule train_series:
-            output: "train/{seed}.txt"
-            shell: "echo {threads} $SLURM_CPUS_PER_TASK > {output}"
-
-        rule predict_series:
-            input: expand("train/{seed}.txt", seed=SEEDS)
-            output: "predict.txt"
-            # fails on purpose unless the retry raised mem_mb (4000 -> 8000)
-            shell: "test {resources.mem_mb} -ge 8000 && cat {input} > {output}"
-
-        rule draw_figures:
-            input: "predict.txt"
-            output: "figure.txt"
-            shell: "cp {input} {output}"
-        """,
-    )
-    args = [
-        "--workflow-profile",
-        str(PROFILE),
-        # the test node has 2 CPUs: one training per layer of the group job
-        "--cores",
-        "2",
-        *TEST_ONLY_ARGS,
-    ]
-    result = run_snakemake(
-        args, cwd=tmp_path, env=cluster.env, timeout=SNAKEMAKE_TIMEOUT
-    )
-    assert result.returncode == 0, describe(result, cluster)
-    assert "workflow specific profile" in result.output
-    # four trainings, one cluster job, two threads = two SLURM CPUs each
-    assert len(slurm_logs(tmp_path, "group_train_batch")) == 1
-    for seed in range(4):
-        assert (tmp_path / "train" / f"{seed}.txt").read_text().split() == ["2", "2"]
-    assert len(slurm_logs(tmp_path, "rule_predict_series")) == 2
-    assert (tmp_path / "figure.txt").exists()

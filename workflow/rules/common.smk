@@ -4,12 +4,12 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
 
+# Schema first: a malformed config fails in a second, before the package (and torch) is imported.
+validate(config, schema="../schemas/config.schema.yaml")
+
 from momentum_ct.errors import ConfigError
 from momentum_ct.sweep import batch_table
 from momentum_ct.claims.measures import PREDICTORS
-
-
-validate(config, schema="../schemas/config.schema.yaml")
 
 # One environment serves every rule (used with --software-deployment-method conda).
 CONDA_ENV = "../../environment.yml"

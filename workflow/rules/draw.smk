@@ -5,13 +5,17 @@ rule draw_claim_figure:
     output:
         report(
             "results/figures/{claim}/{figure}.png",
-            caption="../report/{figure}.rst",
+            # A caption path cannot hold wildcards: one template picks the text by figure.
+            caption="../report/claim_figure.rst",
             category="{claim}",
         ),
     conda:
         CONDA_ENV
     log:
         "logs/draw/{claim}/{figure}.log",
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 15 * attempt,
     wildcard_constraints:
         figure="(?!k4_curves)[a-z0-9_]+",
     script:
@@ -32,5 +36,8 @@ rule draw_k4_curves:
         CONDA_ENV
     log:
         "logs/draw/K4/k4_curves_{experiment}.log",
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 15 * attempt,
     script:
         "../scripts/draw_k4_curves.py"

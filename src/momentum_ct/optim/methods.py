@@ -45,10 +45,11 @@ def get_method(name: str) -> Method:
 
 
 def check_hyperparameters(h: float, lam: float) -> None:
-    if not (h > 0.0):
-        raise ConfigError(f"learning rate h must be positive, got {h}")
+    # lam first: a grid scaled by (1 - lam)^2 turns lam = 1 into h = 0, and the message must name lam.
     if not (0.0 <= lam < 1.0):
         raise ConfigError(f"momentum lam must lie in [0, 1), got {lam}")
+    if not (h > 0.0):
+        raise ConfigError(f"learning rate h must be positive, got {h}")
 
 
 def coefficients(method: str, h: float, lam: float) -> tuple[float, float, float]:

@@ -1,0 +1,93 @@
+"""Shared test fixtures."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One intra-op thread for torch in a module's tests, restored afterwards.
+
+    Tiny float64 problems gain nothing from threads, and on a loaded machine intra-op thread
+    pools slow them down tenfold; the pipeline's jobs run with one thread too.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- running Snakemake in tests -----------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SnakemakeResult:
+    args: list[str]
+    returncode: int
+    output: str  # stdout and stderr together
+
+    def __str__(self) -> str:
+        return f"snakemake {' '.join(self.args)} -> exit {self.returncode}\n{self.output[-4000:]}"
+
+
+def run_snakemake(args, *, timeout: float, cwd: Path = REPO) -> SnakemakeResult:
+    """Run ``python -m snakemake ARGS`` from the repository root with a hard timeout.
+
+    The process gets its own session; on timeout the whole process group (Snakemake and its jobs)
+    is killed, so a hung run cannot outlive the test.
+    """
+    args = [str(a) for a in args]
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"snakemake {' '.join(args)} exceeded {timeout}s:\n{out[-4000:]}") from None
+    return SnakemakeResult(args, proc.returncode, out)
+
+
+@pytest.fixture(scope="session")
+def snakemake():
+    """The runner above, as a fixture: ``snakemake(args, timeout=...)``."""
+    return run_snakemake
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+# --- a throw-away SLURM cluster -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A single-node SLURM cluster on 127.0.0.1 (tests/slurm_cluster.py), one per test module.
+
+    Skips the module's tests when no cluster can be started here (not root, no apt-get); checks on
+    the way out that no daemon or job of the cluster is left running.
+    """
+    try:
+        from slurm_cluster import SlurmCluster, SlurmUnavailable
+    except ImportError:  # tests/ imported as a package
+        from .slurm_cluster import SlurmCluster, SlurmUnavailable
+    try:
+        running = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    except SlurmUnavailable as err:
+        pytest.skip(f"no SLURM cluster possible here: {err}")
+    try:
+        yield running
+    finally:
+        leftovers = running.stop()
+    assert leftovers == [], f"cluster processes left running: {leftovers}"

@@ -1,0 +1,249 @@
+"""Malformed configurations fail at parse time, before any job runs, naming the offending key.
+
+Two layers: the workflow's JSON schema (shapes, types, ranges) and the package's registry checks
+(``momentum_ct.sweep``: problems, methods, claims, problem options, hyperparameters). The first part
+runs ``snakemake -n`` on each malformed config in a temporary working directory; the second calls
+the package directly, where the schema is not involved.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import glob
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from momentum_ct import stages
+from momentum_ct.errors import ConfigError
+from momentum_ct.sweep import batch_table, expand_series, h_grid, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / ".test" / "config.yaml"
+DRY_RUN_TIMEOUT = 120
+
+
+def base_config() -> dict:
+    return yaml.safe_load(TEST_CONFIG.read_text())
+
+
+def mutated(change) -> dict:
+    config = base_config()
+    change(config)
+    return config
+
+
+def quad(config):  # the K1 quadratic experiment of .test/config.yaml
+    return config["experiments"]["k1_quadratic"]
+
+
+def digits(config):  # the K4 experiment (list of h, Lightning engine)
+    return config["experiments"]["k4_digits_full"]
+
+
+def rename(d, old, new):
+    d[new] = d.pop(old)
+
+
+# id -> (change to .test/config.yaml, substrings the error output must contain)
+MALFORMED = {
+    "misspelt_top_level_key": (lambda c: rename(c, "series_per_batch", "serie_per_batch"), ["serie_per_batch"]),
+    "misspelt_experiment_key": (lambda c: rename(quad(c), "lam", "lams"), ["lams", "k1_quadratic"]),
+    "negative_h_in_list": (lambda c: digits(c).update(h=[0.002, -0.008]), ["['h']", "-0.008", "k4_digits_full"]),
+    "negative_start": (lambda c: quad(c)["h"].update(start=-0.1), ["['h']", "'start': -0.1"]),
+    "negative_halvings": (lambda c: quad(c)["h"].update(halvings=-1), ["['h']", "'halvings': -1"]),
+    "lam_one": (lambda c: quad(c).update(lam=[0.5, 1.0]), ["['lam']", "1.0"]),
+    "lam_negative": (lambda c: quad(c).update(lam=[-0.5]), ["['lam']", "-0.5"]),
+    "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
+                       ["experiments.k1_quadratic.methods", "'adam'", "valid methods: gd, gd_rescaled, hb, nag"]),
+    "unknown_problem": (lambda c: quad(c).update(problem="rosenbrock"),
+                        ["experiments.k1_quadratic.problem", "'rosenbrock'", "valid problems:"]),
+    "unknown_problem_option": (lambda c: quad(c)["problem_options"].update(conditon=5.0),
+                               ["experiments.k1_quadratic.problem_options", "conditon", "valid options:"]),
+    "unknown_claim": (lambda c: quad(c).update(claims=["K1", "K9"]),
+                      ["experiments.k1_quadratic.claims", "'K9'", "valid claims:"]),
+    "string_horizon": (lambda c: quad(c).update(horizon="4.0"), ["['horizon']", "'4.0' is not of type 'number'"]),
+    "missing_horizon": (lambda c: quad(c).pop("horizon"), ["'horizon' is a required property"]),
+    "bad_ode_method": (lambda c: c["ode"].update(method="rk45"), ["['ode']['method']", "'rk45' is not one of"]),
+    "confidence_above_one": (lambda c: c["measure"].update(confidence=1.5), ["['measure']['confidence']", "1.5"]),
+    "zero_series_per_batch": (lambda c: c.update(series_per_batch=0), ["['series_per_batch']", "0 is less than"]),
+    "zero_batch_size": (lambda c: digits(c).update(batch_size=0), ["['batch_size']", "0 is less than"]),
+}
+
+
+def dry_run(snakemake, tmp: Path, config: dict, dry: bool = True):
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp / "work"
+    workdir.mkdir()
+    args = (["-n"] if dry else ["-c1"]) + ["--snakefile", REPO / "Snakefile", "--configfile", path, "-d", workdir]
+    return snakemake(args, timeout=DRY_RUN_TIMEOUT), workdir
+
+
+@pytest.fixture(scope="module")
+def malformed_runs(request, snakemake, tmp_path_factory):
+    """The selected malformed configs through ``snakemake -n``, two at a time (each is a parse: seconds)."""
+    root = tmp_path_factory.mktemp("malformed")
+    selected = sorted({item.callspec.params["name"] for item in request.session.items
+                       if item.originalname == "test_snakemake_rejects_malformed_config_at_parse_time"})
+
+    def one(name):
+        return name, dry_run(snakemake, root / name, mutated(MALFORMED[name][0]))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(one, selected))
+
+
+def assert_nothing_ran(result, workdir: Path):
+    assert "Building DAG of jobs" not in result.output, f"failed only after the DAG was built:\n{result}"
+    assert not (workdir / "results").exists(), "results/ was created"
+    assert not (workdir / "logs").exists(), "logs/ was created"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_snakemake_rejects_malformed_config_at_parse_time(malformed_runs, name):
+    result, workdir = malformed_runs[name]
+    assert result.returncode != 0, f"{name}: snakemake accepted the config\n{result}"
+    assert "Error validating config file" in result.output or "invalid configuration" in result.output, str(result)
+    for expected in MALFORMED[name][1]:
+        assert expected in result.output, f"{name}: {expected!r} not in the error message\n{result}"
+    assert_nothing_ran(result, workdir)
+
+
+@pytest.mark.slow
+def test_malformed_config_in_a_real_run_creates_nothing(snakemake, tmp_path):
+    """Without ``-n`` as well: the run stops at parse time and writes no results or logs."""
+    result, workdir = dry_run(snakemake, tmp_path, mutated(lambda c: quad(c).update(methods=["adam"])), dry=False)
+    assert result.returncode != 0 and "unknown method 'adam'" in result.output, str(result)
+    assert_nothing_ran(result, workdir)
+
+
+@pytest.mark.slow
+def test_the_unmodified_test_config_passes_the_dry_run(snakemake, tmp_path):
+    """Control: the mutations above are the only reason those runs fail."""
+    result, workdir = dry_run(snakemake, tmp_path, base_config())
+    assert result.returncode == 0, str(result)
+    assert "train_batch" in result.output and "judge_claims" in result.output
+    assert not (workdir / "results").exists()
+
+
+# --- shipped configs ---------------------------------------------------------------------------------
+
+SHIPPED = sorted(glob.glob(str(REPO / "config" / "*.yaml"))) + [str(TEST_CONFIG)]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[Path(p).relative_to(REPO).as_posix() for p in SHIPPED])
+def test_shipped_configs_pass_schema_and_package_checks(path):
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(Path(path).read_text())
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    validate_config(config)
+    assert len(expand_series(config)) > 0
+
+
+# --- the package's checks, without the schema --------------------------------------------------------
+
+PACKAGE_ERRORS = {
+    "unknown_problem": (lambda c: quad(c).update(problem="rosenbrock"),
+                        r"experiments\.k1_quadratic\.problem: unknown problem 'rosenbrock'; valid problems: "
+                        r"digits_mlp, quadratic"),
+    "unknown_problem_option": (lambda c: quad(c)["problem_options"].update(conditon=5.0),
+                               r"experiments\.k1_quadratic\.problem_options: problem 'quadratic' has no option\(s\) "
+                               r"conditon; valid options: dim, condition, lipschitz"),
+    "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
+                       r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: gd, gd_rescaled"),
+    "unknown_claim": (lambda c: quad(c).update(claims=["K9"]),
+                      r"experiments\.k1_quadratic\.claims: unknown claim 'K9'; valid claims: K1"),
+    "lam_one": (lambda c: quad(c).update(lam=[1.0]),
+                r"experiments\.k1_quadratic\.h \(lam=1\.0\): momentum lam must lie in \[0, 1\), got 1\.0"),
+    "lam_negative": (lambda c: quad(c).update(lam=[-0.5]), r"experiments\.k1_quadratic\.h \(lam=-0\.5\): momentum"),
+    "negative_h_in_list": (lambda c: digits(c).update(h=[0.002, -0.008]),
+                           r"experiments\.k4_digits_full\.h \(lam=0\.9\): learning rate h must be positive, got -0\.008"),
+    "negative_start": (lambda c: quad(c)["h"].update(start=-0.1),
+                       r"experiments\.k1_quadratic\.h \(lam=0\.5\): learning rate h must be positive"),
+    "negative_halvings": (lambda c: quad(c)["h"].update(halvings=-1),
+                          r"experiments\.k1_quadratic\.h \(lam=0\.5\): halvings must be >= 0, got -1"),
+    "empty_h_list": (lambda c: digits(c).update(h=[]), r"experiments\.k4_digits_full\.h .*empty"),
+    "zero_horizon": (lambda c: quad(c).update(horizon=0.0), r"experiments\.k1_quadratic\.horizon must be positive"),
+    "no_experiments": (lambda c: c.update(experiments={}), r"config has no experiments"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGE_ERRORS))
+def test_package_rejects_config(name):
+    change, pattern = PACKAGE_ERRORS[name]
+    config = mutated(change)
+    with pytest.raises(ConfigError, match=pattern):
+        validate_config(config)
+    with pytest.raises(ConfigError, match=pattern):
+        expand_series(config)
+
+
+def test_batch_table_rejects_zero_series_per_batch():
+    with pytest.raises(ConfigError, match="series_per_batch must be >= 1, got 0"):
+        batch_table(mutated(lambda c: c.update(series_per_batch=0)))
+
+
+def test_expand_series_of_the_test_config():
+    config = base_config()
+    specs = expand_series(config)
+    expected = sum(len(e["methods"]) * len(e["lam"]) * len(e.get("seeds", [0])) for e in config["experiments"].values())
+    assert len(specs) == expected
+    by_key = {(s.experiment, s.method, s.lam, s.seed): s for s in specs}
+    assert len(by_key) == len(specs), "series are unique"
+    hb = by_key[("k1_quadratic", "hb", 0.5, 0)]
+    assert hb.h == pytest.approx(tuple(0.1 * 0.25 * 2.0**-j for j in range(5)))  # scaled by (1 - lam)^2, coarsest first
+    assert hb.t_max == pytest.approx(4.0 * 0.5)  # horizon is in rescaled time
+    assert hb.engine == "functional" and hb.batch_size is None and hb.dense_steps == 20 and hb.n_records == 50
+    assert hb.problem_options == dict(dim=4, condition=5.0, lipschitz=1.0)
+    k4 = by_key[("k4_digits_full", "gd_rescaled", 0.9, 0)]
+    assert k4.h == (0.032, 0.008, 0.002) and k4.engine == "lightning"
+
+
+def test_batches_group_series_within_an_experiment():
+    config = base_config()
+    config["series_per_batch"] = 2
+    table = batch_table(config)
+    quad_batches = list(table[table["experiment"] == "k1_quadratic"]["batch"])
+    assert quad_batches == [0, 0, 1]
+    assert table.groupby(["experiment", "batch"]).size().max() <= 2
+    assert list(batch_table(config)["batch"]) == list(table["batch"]), "deterministic assignment"
+
+
+def test_h_grid():
+    assert h_grid([0.01, 0.04, 0.02], 0.5) == (0.04, 0.02, 0.01)
+    assert h_grid(dict(start=0.2, halvings=2), 0.9) == pytest.approx((0.2, 0.1, 0.05))
+    assert h_grid(dict(start=0.2, halvings=2, scale_with_momentum=True), 0.9) == pytest.approx((2e-3, 1e-3, 5e-4))
+    assert h_grid(dict(start=0.2, halvings=0), 0.0) == (0.2,)
+
+
+def test_validate_config_leaves_the_config_untouched():
+    config = base_config()
+    before = copy.deepcopy(config)
+    validate_config(config)
+    expand_series(config)
+    assert config == before
+
+
+# --- missing files between stages --------------------------------------------------------------------
+
+
+def test_measure_stage_names_a_missing_trajectory(tmp_path):
+    missing = tmp_path / "results" / "runs" / "experiment~x" / "batch~0" / "trajectory.parquet"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        stages.measure("K1", [str(missing)], [str(tmp_path / "meta.json")], [], [], str(tmp_path / "fits.csv"),
+                       str(tmp_path / "points.csv"), {})
+    assert not (tmp_path / "fits.csv").exists()
+
+
+def test_predict_stage_names_a_missing_trajectory(tmp_path):
+    missing = tmp_path / "nowhere" / "trajectory.parquet"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        stages.predict("K1", str(missing), str(tmp_path / "meta.json"), str(tmp_path / "p.parquet"),
+                       str(tmp_path / "p.json"), {})
+    assert not (tmp_path / "p.parquet").exists()

@@ -1,0 +1,186 @@
+"""The whole workflow on the CI config (.test/config.yaml), in temporary working directories.
+
+One uninterrupted run serves every test of this module (module-scoped fixture); two more runs check
+that an interrupted-and-resumed run and an independent training run give byte-identical files.
+
+What an interrupted run needs (found here, documented in the README): a run killed with SIGKILL
+leaves Snakemake's lock in ``.snakemake/locks``, so a plain rerun stops with a ``LockException``
+until ``snakemake --unlock`` (same options) is run; after that a plain rerun completes. Jobs killed
+mid-way left no outputs (every writer goes through a temporary file and a rename), so Snakemake
+simply reruns them; ``--rerun-incomplete`` (set in the default profile) is needed only when a job
+was killed after writing all its outputs but before Snakemake recorded it as finished. (That profile is
+not picked up by a plain ``snakemake`` from the repository root, which looks for ``profiles/default``
+beside the Snakefile, so the runs here use no profile: the plain rerun works without it.)
+"""
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from momentum_ct.sweep import batch_table
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / ".test" / "config.yaml"
+RUN_TIMEOUT = 420  # one full run of the CI config takes about 1.5 minutes on 2 cores
+SHORT_TIMEOUT = 120
+CONTRACT_COLUMNS = ["claim_id", "problem", "method", "lam", "quantity", "predicted", "measured", "ci_low", "ci_high",
+                    "verdict"]
+VERDICTS = {"supported", "not supported", "inconclusive"}
+
+
+def expected_batches() -> list[str]:
+    """``results/runs/`` folders the CI config produces, one per training batch."""
+    table = batch_table(yaml.safe_load(TEST_CONFIG.read_text()))
+    pairs = table[["experiment", "batch"]].drop_duplicates().itertuples(index=False)
+    return sorted(f"runs/experiment~{e}/batch~{b}" for e, b in pairs)
+
+
+def pipeline_args(workdir: Path, *extra) -> list:
+    return ["--snakefile", REPO / "Snakefile", "--configfile", TEST_CONFIG, "-d", workdir, *extra]
+
+
+def result_files(workdir: Path) -> dict[str, Path]:
+    """Every file under results/ except the report, by relative path."""
+    root = workdir / "results"
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "report.html"}
+
+
+def assert_identical(files_a: dict[str, Path], files_b: dict[str, Path], what: str):
+    differing = [name for name in files_a if files_a[name].read_bytes() != files_b[name].read_bytes()]
+    assert not differing, f"{what}: files differ: {differing}"
+
+
+@pytest.fixture(scope="module")
+def finished_run(snakemake, tmp_path_factory):
+    """The CI config run once, end to end, uninterrupted."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    start = time.perf_counter()
+    result = snakemake(["-c2", *pipeline_args(workdir)], timeout=RUN_TIMEOUT)
+    print(f"end-to-end run: {time.perf_counter() - start:.1f}s")
+    assert result.returncode == 0, str(result)
+    return workdir
+
+
+def test_end_to_end_outputs(finished_run):
+    results = finished_run / "results"
+    claims = pd.read_csv(results / "claims.csv")
+    assert list(claims.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert {"K1", "K4"} <= set(claims["claim_id"])
+    assert set(claims["verdict"]) <= VERDICTS
+    assert claims[CONTRACT_COLUMNS[:5]].notna().all().all()
+    k1 = claims[claims["claim_id"] == "K1"]
+    assert set(k1["quantity"]) == {"order", "rescale_factor"}
+    assert set(k1["problem"]) == {"quadratic", "toy2d"}
+    assert set(claims[claims["claim_id"] == "K4"]["quantity"]) == {"max_gap_loss", "max_gap_accuracy", "gap_slope"}
+    # the CI sweep on the quadratic sits in the asymptotic regime: its K1 rows are supported
+    quadratic = k1[(k1["problem"] == "quadratic")]
+    assert (quadratic["verdict"] == "supported").all(), quadratic.to_string()
+    md = (results / "claims.md").read_text()
+    assert md.startswith("# Claims and their evidence") and "## K1" in md and "## K4" in md
+    for figure in ("K1/k1_error_vs_h.png", "K1/k1_rescale_factor.png", "K4/k4_gap_vs_h.png",
+                   "K4/k4_curves_k4_digits_full.png"):
+        data = (results / "figures" / figure).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, figure
+    for batch in expected_batches():
+        assert (results / batch / "trajectory.parquet").exists() and (results / batch / "meta.json").exists()
+
+
+def test_report(snakemake, finished_run):
+    report = finished_run / "results" / "report.html"
+    result = snakemake(pipeline_args(finished_run, "--report", report), timeout=SHORT_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    assert "Report created" in result.output
+    html = report.read_text(errors="replace")
+    assert len(html) > 100_000
+    # captions are rendered, per figure
+    assert "time-rescaling factor c fitted" in html and "largest distance between the iterates" in html
+
+
+def test_rerun_of_a_finished_pipeline_does_nothing(snakemake, finished_run):
+    before = {name: p.stat().st_mtime_ns for name, p in result_files(finished_run).items()}
+    result = snakemake(["-n", "-c2", *pipeline_args(finished_run)], timeout=SHORT_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    assert "Nothing to be done" in result.output, str(result)
+    assert "Job stats" not in result.output and "rule train_batch" not in result.output
+    assert {name: p.stat().st_mtime_ns for name, p in result_files(finished_run).items()} == before
+
+
+def kill_while_training(workdir: Path) -> list[str]:
+    """Start the pipeline, SIGKILL its whole process group once training jobs run; return the markers seen."""
+    cmd = [sys.executable, "-m", "snakemake", "-c2", *map(str, pipeline_args(workdir))]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    markers = workdir / ".snakemake" / "incomplete"
+    deadline = time.monotonic() + SHORT_TIMEOUT
+    try:
+        while not (markers.is_dir() and any(markers.iterdir())):  # a job has started
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("no job started before the deadline")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the training processes are importing torch: seconds before any output is written
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone
+            pass
+        proc.wait(timeout=30)
+    # marker names are the urlsafe base64 of the output paths of the running jobs
+    return sorted(base64.urlsafe_b64decode(p.name).decode() for p in markers.iterdir())
+
+
+@pytest.fixture(scope="module")
+def resumed_run(snakemake, tmp_path_factory):
+    """A run killed (SIGKILL, whole process group) while training, then resumed to the end."""
+    workdir = tmp_path_factory.mktemp("killed")
+    markers = kill_while_training(workdir)
+    written = [p for p in (workdir / "results").rglob("*") if p.is_file()] if (workdir / "results").exists() else []
+    assert markers and all(m.startswith("results/runs/") for m in markers), f"training jobs were running: {markers}"
+    assert not written, f"the kill came too late to interrupt training: {written}"
+
+    plain = snakemake(["-c2", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
+    assert plain.returncode != 0 and "LockException" in plain.output and "--unlock" in plain.output, str(plain)
+    unlock = snakemake(["--unlock", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
+    assert unlock.returncode == 0, str(unlock)
+    resumed = snakemake(["-c2", *pipeline_args(workdir)], timeout=RUN_TIMEOUT)
+    assert resumed.returncode == 0, str(resumed)
+    return workdir
+
+
+def test_killed_run_resumes_to_byte_identical_outputs(finished_run, resumed_run):
+    files, reference = result_files(resumed_run), result_files(finished_run)
+    assert files.keys() == reference.keys()
+    trajectories = [n for n in files if n.endswith("trajectory.parquet")]
+    assert sorted(trajectories) == [f"{b}/trajectory.parquet" for b in expected_batches()] and "claims.csv" in files
+    assert_identical({n: files[n] for n in trajectories + ["claims.csv"]},
+                     {n: reference[n] for n in trajectories + ["claims.csv"]}, "trajectories and claims")
+    assert_identical(files, reference, "every result file (predictions, measures, figures, claims.md)")
+
+
+def test_two_runs_give_byte_identical_trajectories(snakemake, finished_run, tmp_path):
+    """A second, independent run of the training jobs writes the same bytes."""
+    result = snakemake(["-c2", *pipeline_args(tmp_path, "--until", "train_batch")], timeout=RUN_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    files, reference = result_files(tmp_path), result_files(finished_run)
+    assert sorted(files) == sorted(n for n in reference if n.startswith("runs/"))
+    assert sorted(files) == sorted(f"{b}/{f}" for b in expected_batches() for f in ("meta.json", "trajectory.parquet"))
+    assert_identical(files, {n: reference[n] for n in files}, "trajectories and metadata of two runs")
+
+
+def test_lint_is_clean(snakemake, tmp_path):
+    result = snakemake(["--lint", "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config" / "config.yaml",
+                        "-d", tmp_path], timeout=SHORT_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    assert "Lints for" not in result.output, str(result)
+    assert "Congratulations, your workflow is in a good condition!" in result.output, str(result)
