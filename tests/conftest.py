@@ -83,7 +83,9 @@ def cluster(tmp_path_factory):
     except ImportError:  # tests/ imported as a package
         from .slurm_cluster import SlurmCluster, SlurmUnavailable
     try:
-        running = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+        # Finished jobs stay visible to squeue for MinJobAge seconds: long enough for tests that
+        # look at job states after their runs.
+        running = SlurmCluster(tmp_path_factory.mktemp("slurm"), min_job_age=3600).start()
     except SlurmUnavailable as err:
         pytest.skip(f"no SLURM cluster possible here: {err}")
     try:

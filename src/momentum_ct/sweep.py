@@ -13,9 +13,12 @@ from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import METHODS, check_hyperparameters
 from .problems import PROBLEMS, check_problem_options
-from .train.series import SeriesSpec
+from .train.series import BATCHED_ENGINES, SeriesSpec
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
+
+# Claims judged on curves rather than on orders of convergence: the only ones float32 may serve.
+FLOAT32_CLAIMS = {"K4"}
 
 
 def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
@@ -28,8 +31,12 @@ def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
     if isinstance(spec, (list, tuple)):
         grid = tuple(float(h) for h in spec)
     else:
+        if int(spec["halvings"]) < 0:
+            raise ConfigError(f"halvings must be >= 0, got {spec['halvings']}")
         scale = (1.0 - lam) ** 2 if spec.get("scale_with_momentum", False) else 1.0
         grid = tuple(spec["start"] * scale * 2.0**-j for j in range(int(spec["halvings"]) + 1))
+    if not grid:
+        raise ConfigError("the list of learning rates h is empty")
     for h in grid:
         check_hyperparameters(h, lam)
     return tuple(sorted(grid, reverse=True))
@@ -61,6 +68,15 @@ def validate_config(config: dict[str, Any]) -> None:
                 raise ConfigError(f"{where}.h (lam={lam}): {err}") from None
         if exp["horizon"] <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
+        engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
+        if device == "cuda" and engine not in BATCHED_ENGINES:
+            raise ConfigError(f"{where}.device: only the batched engine runs on cuda; "
+                              f"engine {engine!r} runs on the cpu")
+        if exp.get("dtype", "float64") != "float64":
+            other = sorted(set(exp.get("claims", [])) - FLOAT32_CLAIMS)
+            if other:
+                raise ConfigError(f"{where}.dtype: claim(s) {', '.join(other)} measure orders of convergence, "
+                                  f"which need float64; float32 serves only {', '.join(sorted(FLOAT32_CLAIMS))}")
 
 
 def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
@@ -78,6 +94,7 @@ def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
                         n_records=int(exp.get("n_records", 200)), dense_steps=int(exp.get("dense_steps", 0)),
                         batch_size=exp.get("batch_size"), engine=exp.get("engine", "functional"),
                         problem_options=dict(exp.get("problem_options", {})),
+                        dtype=exp.get("dtype", "float64"), device=exp.get("device", "auto"),
                     ))
     return out
 

@@ -9,6 +9,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 from momentum_ct.errors import ConfigError
 from momentum_ct.sweep import batch_table
+from momentum_ct.train.batch import estimate_memory_mb
 from momentum_ct.claims.measures import PREDICTORS
 
 # One environment serves every rule (used with --software-deployment-method conda).
@@ -45,6 +46,12 @@ def get_batch_specs(wildcards):
     return [spec.as_dict() for spec in rows["spec"]]
 
 
+def get_train_mem_mb(wildcards):
+    """Memory of a training job on its first attempt: at least 2 GB, more for batches recording many rows."""
+    rows = SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["batch"] == int(wildcards.batch))]
+    return max(2000, estimate_memory_mb(list(rows["spec"])))
+
+
 def get_measure_inputs(wildcards):
     pairs = [batch_dir(e, b) for e, b in batches_of_claim(wildcards.claim)]
     inputs = dict(
@@ -73,6 +80,8 @@ def get_experiment_trajectories(wildcards):
 # Figures drawn from a claim's measure tables: claim -> figure names.
 CLAIM_FIGURES = {
     "K1": ["k1_error_vs_h", "k1_rescale_factor"],
+    "K2": ["k2_error_vs_h", "k2_error_ratio", "k2_error_in_time"],
+    "K3": ["k3_manifold_distance", "k3_contraction", "k3_phase_portrait", "k3_modified_loss", "k3_formula_table"],
     "K4": ["k4_gap_vs_h"],
 }
 

@@ -12,5 +12,8 @@ rule judge_claims:
         CONDA_ENV
     log:
         "logs/judge/claims.log",
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 15 * attempt,
     script:
         "../scripts/judge_claims.py"

@@ -10,7 +10,7 @@ rule train_batch:
         f"logs/train/{BATCHES.wildcard_pattern}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
+        mem_mb=lambda wc, attempt: get_train_mem_mb(wc) * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     script:
         "../scripts/train_batch.py"

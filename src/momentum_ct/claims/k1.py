@@ -13,7 +13,11 @@ from ..ct.integrate import OdeOptions, integrate
 from ..io import stack
 from .common import fit_window, flow_scale, problem_of, regime_number, row, sup_errors
 
+# Grid of the plain flow used to fit c: cubic-spline error ~ spacing^4 stays far below the O(h) effects
+# measured even with the coarse grid, which keeps network predictions to tens of MB.
 PLAIN_FLOW_POINTS = 4001
+PLAIN_FLOW_POINTS_LARGE = 401
+LARGE_DIM = 100
 
 
 def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptions()) -> tuple[dict, dict]:
@@ -25,13 +29,11 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     spec, problem = problem_of(meta)
     scale = flow_scale(spec)
     t = traj["t"].to_numpy()
-    x = integrate(gradient_flow(problem, scale), problem.x0, t, ode).numpy()
-    s = np.linspace(0.0, 2.0 * scale * spec.t_max, PLAIN_FLOW_POINTS)  # covers c up to twice its prediction
+    x = rescaled_flow(problem, spec, t, ode)
+    n_grid = PLAIN_FLOW_POINTS if problem.dim <= LARGE_DIM else PLAIN_FLOW_POINTS_LARGE
+    s = np.linspace(0.0, 2.0 * scale * spec.t_max, n_grid)  # covers c up to twice its prediction
     y = integrate(gradient_flow(problem, 1.0), problem.x0, s, ode).numpy()
-    finest = traj[traj["h"] == traj["h"].min()]
-    finite = finest[np.isfinite(finest["loss"])]
-    picks = finite.iloc[np.linspace(0, len(finite) - 1, min(5, len(finite))).astype(int)]
-    curvature = max_curvature(problem, stack(picks["x"])) if len(picks) else float("nan")
+    curvature = path_curvature(problem, traj)
     columns = {
         "kind": ["rescaled_flow"] * len(t) + ["plain_flow"] * len(s),
         "h": np.concatenate([traj["h"].to_numpy(), np.full(len(s), np.nan)]),
@@ -43,9 +45,23 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     return columns, info
 
 
-def errors(traj: pd.DataFrame, pred: pd.DataFrame) -> pd.DataFrame:
+def rescaled_flow(problem, spec, t: np.ndarray, ode: OdeOptions = OdeOptions()) -> np.ndarray:
+    """K1's time-rescaled gradient flow from ``x_0`` at the times ``t`` (rows x dimension)."""
+    return integrate(gradient_flow(problem, flow_scale(spec)), problem.x0, t, ode).numpy()
+
+
+def path_curvature(problem, traj: pd.DataFrame, n_points: int = 5) -> float:
+    """Largest Hessian eigenvalue met at ``n_points`` finite iterates of the finest run (SCIENCE.md 1.4a)."""
+    finest = traj[traj["h"] == traj["h"].min()]
+    finite = finest[np.isfinite(finest["loss"])]
+    picks = finite.iloc[np.linspace(0, len(finite) - 1, min(n_points, len(finite))).astype(int)]
+    return max_curvature(problem, stack(picks["x"])) if len(picks) else float("nan")
+
+
+def errors(traj: pd.DataFrame, pred: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """Sup distance to the rescaled flow per h, over the recorded rows (or a boolean subset of them)."""
     flow = pred[pred["kind"] == "rescaled_flow"]
-    return sup_errors(traj, stack(flow["x"]))
+    return sup_errors(traj, stack(flow["x"]), rows)
 
 
 def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, fit_points: int = 4,

@@ -8,11 +8,12 @@ import pandas as pd
 from ..ct.integrate import OdeOptions
 from ..train.batch import SERIES_KEYS
 from ..train.series import SeriesSpec
-from . import k1, k4
+from . import k1, k2, k3, k4
 from .registry import get_claim
 
 # claim id -> predict(series_traj, series_meta, ode) -> (columns, info); claims without an entry need no prediction
-PREDICTORS: dict[str, Callable] = {"K1": k1.predict}
+PREDICTORS: dict[str, Callable] = {"K1": k1.predict, "K2": k2.predict, "K3": k3.predict}
+SERIES_MEASURES: dict[str, Callable] = {"K1": k1.measure, "K2": k2.measure, "K3": k3.measure}
 
 
 def series_of(traj: pd.DataFrame, meta: dict[str, Any]):
@@ -26,7 +27,7 @@ def series_of(traj: pd.DataFrame, meta: dict[str, Any]):
 
 def measure_series_claim(claim_id: str, batches: list[dict], options: dict[str, Any]):
     """For claims judged series by series against a prediction (K1, K2, K3)."""
-    fn = {"K1": k1.measure}[claim_id]
+    fn = SERIES_MEASURES[claim_id]
     rows, points = [], []
     for b in batches:
         infos = {tuple(i["key"]): i for i in b["info"]["series"]}
@@ -55,7 +56,8 @@ def measure_experiment_claim(claim_id: str, batches: list[dict], options: dict[s
     return rows, points
 
 
-MEASURES: dict[str, Callable] = {"K1": measure_series_claim, "K4": measure_experiment_claim}
+MEASURES: dict[str, Callable] = {"K1": measure_series_claim, "K2": measure_series_claim, "K3": measure_series_claim,
+                                 "K4": measure_experiment_claim}
 
 
 def measure(claim_id: str, batches: list[dict], options: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -36,6 +36,18 @@ def loglog_slope(h, err, confidence: float = 0.95) -> Slope:
     return Slope(float(fit.slope), float(fit.slope - half), float(fit.slope + half), len(h))
 
 
+def geometric_ratio(values, confidence: float = 0.95) -> Slope:
+    """Per-step ratio ``r`` of ``values[k] ~ C r^k`` (``k = 0, 1, ...``): ``exp`` of the least-squares slope
+    of ``log values`` against ``k``, with the exponentiated t-based interval. Needs positive values."""
+    y = np.log(np.asarray(values, dtype=float))
+    k = np.arange(len(y), dtype=float)
+    if len(y) < 3 or not np.all(np.isfinite(y)):
+        return Slope(np.nan, np.nan, np.nan, len(y))
+    fit = stats.linregress(k, y)
+    half = stats.t.ppf(0.5 + confidence / 2, len(y) - 2) * fit.stderr
+    return Slope(float(np.exp(fit.slope)), float(np.exp(fit.slope - half)), float(np.exp(fit.slope + half)), len(y))
+
+
 def rescaling_factor(times, xs, flow_times, flow_xs, bracket: tuple[float, float]) -> float:
     """The ``c`` minimising ``sum_k |x_k - y(c t_k)|^2``, with ``y`` a plain gradient flow given on a grid.
 

@@ -6,6 +6,9 @@ continuous-time integration. Network problems also expose their ``nn.Module`` fo
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +33,21 @@ class Problem:
         module: the network as an ``nn.Module`` (network problems only).
         grad: optional closed-form ``grad(x, batch)``; default ``torch.func.grad(loss)``.
         hessian: the constant Hessian of a quadratic loss (closed forms), else ``None``.
+        hessian_vector: optional closed-form ``hessian_vector(x, v, batch)``, the Hessian of the loss at ``x``
+            applied to ``v``; default (and for a quadratic, ``hessian @ v``) in ``hvp``.
         minimiser: known minimiser, else ``None``.
+        seed_sets_start_only: ``True`` when the seed changes only ``x0`` (loss, gradient and data are the
+            same for every seed), so runs of different seeds can share one instance.
+        vectorised: ``True`` when ``loss`` and the closed-form ``grad`` also take a stack of points (runs x
+            dim, one batch shared by all) and return one value or gradient per point, so the batched engine
+            calls them directly instead of through ``vmap``.
+        batched_loss: optional ``batched_loss(xs, batch, per_run) -> losses``: the losses of a stack of
+            parameter vectors ``xs`` (runs x dim) in one pass; ``per_run`` says whether the batch tensors
+            carry a leading run axis. Networks provide it where one wide matrix product per layer beats
+            ``vmap``; gradients come from autograd.
+
+    Tensors the loss closes over must be bound with ``functools.partial`` (not captured in a closure),
+    so that ``to`` can move them with the rest of the problem.
     """
 
     name: str
@@ -44,7 +61,11 @@ class Problem:
     hessian: Tensor | None = None
     minimiser: Tensor | None = None
     grad: Callable[[Tensor, Batch], Tensor] | None = None  # closed form where cheap; tested against autograd
+    hessian_vector: Callable[[Tensor, Tensor, Batch], Tensor] | None = None  # closed form, same rule
     extra: dict[str, Any] = field(default_factory=dict)
+    seed_sets_start_only: bool = False
+    vectorised: bool = False
+    batched_loss: Callable[[Tensor, Batch, bool], Tensor] | None = None
 
     @property
     def dim(self) -> int:
@@ -66,8 +87,18 @@ class Problem:
         return self.gradient(x, self.train_data)
 
     def hvp(self, x: Tensor, v: Tensor) -> Tensor:
-        """Hessian-vector product of the full loss (forward-over-reverse, no dense Hessian)."""
+        """Hessian-vector product of the full loss: closed form where the problem has one, else
+        forward-over-reverse (``jvp`` of the gradient), never a dense Hessian."""
+        if self.hessian_vector is not None:
+            return self.hessian_vector(x, v, self.train_data)
+        if self.hessian is not None:
+            return self.hessian @ v
         return torch.func.jvp(self.full_grad, (x,), (v,))[1]
+
+    @property
+    def closed_form_hvp(self) -> bool:
+        """``True`` when ``hvp`` is a closed form (cheaper than any autodiff transform on a small problem)."""
+        return self.hessian_vector is not None or self.hessian is not None
 
     def evaluate(self, x: Tensor) -> dict[str, float]:
         """Full-batch train loss and, where there are test data, test loss and accuracy."""
@@ -78,17 +109,46 @@ class Problem:
                 out["test_accuracy"] = float(self.accuracy(x, self.test_data))
         return out
 
-    def minibatches(self, batch_size: int, generator: torch.Generator):
-        """Endless mini-batches: a fresh seeded permutation each epoch, last partial batch dropped."""
+    def minibatch_indices(self, batch_size: int, generator: torch.Generator):
+        """Endless index tensors of mini-batches: a fresh seeded permutation each epoch, last partial batch
+        dropped; ``None`` (the full batch) every step when ``batch_size`` covers the training set."""
         n = self.n_train
         if batch_size >= n or n == 0:
             while True:
-                yield self.train_data
+                yield None
         while True:
             perm = torch.randperm(n, generator=generator)
             for i in range(0, n - batch_size + 1, batch_size):
-                idx = perm[i : i + batch_size]
-                yield tuple(t[idx] for t in self.train_data)
+                yield perm[i : i + batch_size]
+
+    def minibatches(self, batch_size: int, generator: torch.Generator):
+        """Endless mini-batches drawn by ``minibatch_indices`` (the one definition of the batch sequence)."""
+        for idx in self.minibatch_indices(batch_size, generator):
+            yield self.train_data if idx is None else tuple(t[idx.to(t.device)] for t in self.train_data)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "Problem":
+        """A copy on ``device`` with floating tensors in ``dtype`` (labels keep their integer dtype).
+
+        Moves the start point, data, closed forms, tensors in ``extra`` and tensors bound to the loss,
+        gradient or accuracy by ``functools.partial``; the module (kept for its structure: its own
+        parameters are never used, ``x`` replaces them) is copied and moved too.
+        """
+        def move(v):
+            if isinstance(v, Tensor):
+                return v.to(device=device, dtype=dtype if v.is_floating_point() else None)
+            if isinstance(v, tuple):
+                return tuple(move(t) for t in v)
+            if isinstance(v, functools.partial):
+                return functools.partial(v.func, *map(move, v.args), **{k: move(t) for k, t in v.keywords.items()})
+            return v
+
+        module = None if self.module is None else copy.deepcopy(self.module).to(device=device, dtype=dtype)
+        return dataclasses.replace(
+            self, x0=move(self.x0), loss=move(self.loss), train_data=move(self.train_data),
+            test_data=move(self.test_data), accuracy=move(self.accuracy), module=module, hessian=move(self.hessian),
+            minimiser=move(self.minimiser), grad=move(self.grad), hessian_vector=move(self.hessian_vector),
+            extra={k: move(v) for k, v in self.extra.items()},
+        )
 
 
 def flat_module_loss(module: nn.Module, criterion: Callable[[Tensor, Tensor], Tensor]):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .base import Problem, flat_module_loss
+from .stacked import stacked_sequential_loss
 
 
 def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
@@ -65,4 +66,6 @@ def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,
         options=dict(seed=seed, hidden=hidden, split_seed=split_seed, test_fraction=test_fraction, n_train=n_train),
         x0=x0, loss=loss, train_data=train, test_data=test, accuracy=accuracy, module=module,
         extra=dict(unflatten=unflatten, criterion=criterion),
+        seed_sets_start_only=True,  # the seed draws the initial weights; data and split are fixed by split_seed
+        batched_loss=stacked_sequential_loss(module, criterion),
     )

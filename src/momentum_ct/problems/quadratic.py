@@ -5,9 +5,25 @@ rotation, so every flow has a closed form (``expm`` of ``A``) to test against.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from .base import Problem
+
+
+def quadratic_loss(x, batch=(), *, a, x_star):
+    """``1/2 (x - x*)^T A (x - x*)``; ``x`` one point or a stack of points (rows)."""
+    d = x - x_star
+    if d.dim() == 1:
+        return 0.5 * d @ (a @ d)
+    return 0.5 * (d * (d @ a)).sum(-1)  # a is exactly symmetric
+
+
+def quadratic_grad(x, batch=(), *, a, x_star):
+    """``A (x - x*)``; ``x`` one point or a stack of points (rows)."""
+    d = x - x_star
+    return a @ d if d.dim() == 1 else d @ a
 
 
 def make_quadratic(*, seed: int = 0, dim: int = 10, condition: float = 10.0, lipschitz: float = 1.0) -> Problem:
@@ -26,16 +42,11 @@ def make_quadratic(*, seed: int = 0, dim: int = 10, condition: float = 10.0, lip
     x_star = torch.randn(dim, generator=gen, dtype=torch.float64)
     x0 = x_star + torch.randn(dim, generator=gen, dtype=torch.float64)
 
-    def loss(x, batch=()):
-        d = x - x_star
-        return 0.5 * d @ (a @ d)
-
-    def grad(x, batch=()):
-        return a @ (x - x_star)
-
+    # bound with partial (not closed over), so Problem.to moves a and x_star with the problem
     return Problem(
         name="quadratic",
         options=dict(seed=seed, dim=dim, condition=condition, lipschitz=lipschitz),
-        x0=x0, loss=loss, grad=grad, hessian=a, minimiser=x_star,
+        x0=x0, loss=partial(quadratic_loss, a=a, x_star=x_star), grad=partial(quadratic_grad, a=a, x_star=x_star),
+        hessian=a, minimiser=x_star, vectorised=True,
         extra=dict(eigenvalues=eig, eigenvectors=q),
     )

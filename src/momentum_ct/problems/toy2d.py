@@ -21,6 +21,13 @@ def toy2d_grad(x, batch=()):
     return torch.stack([u * (u**2 - 1.0) - 2.0 * u * r, 2.0 * r], dim=-1)
 
 
+def toy2d_hvp(x, w, batch=()):
+    """Hessian ``[[6u^2 - 2v - 1, -2u], [-2u, 2]]`` at ``x = (u, v)`` applied to ``w``."""
+    u, v = x[..., 0], x[..., 1]
+    a, b = w[..., 0], w[..., 1]
+    return torch.stack([(6.0 * u**2 - 2.0 * v - 1.0) * a - 2.0 * u * b, -2.0 * u * a + 2.0 * b], dim=-1)
+
+
 def make_toy2d(*, seed: int = 0, start: tuple[float, float] = (0.3, 1.5), jitter: float = 0.05) -> Problem:
     if len(start) != 2:
         raise ValueError(f"toy2d: start must have two coordinates, got {start}")
@@ -30,5 +37,6 @@ def make_toy2d(*, seed: int = 0, start: tuple[float, float] = (0.3, 1.5), jitter
     x0 = torch.tensor(start, dtype=torch.float64) + jitter * torch.randn(2, generator=gen, dtype=torch.float64)
     return Problem(
         name="toy2d", options=dict(seed=seed, start=list(start), jitter=jitter), x0=x0, loss=toy2d_loss, grad=toy2d_grad,
-        minimiser=torch.tensor([1.0, 0.5], dtype=torch.float64),
+        hessian_vector=toy2d_hvp,
+        minimiser=torch.tensor([1.0, 0.5], dtype=torch.float64), seed_sets_start_only=True, vectorised=True,
     )

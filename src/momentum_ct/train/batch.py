@@ -1,23 +1,34 @@
 """A batch: several series trained in one process and written to one trajectory file.
 
 Batches keep the number of jobs small (a scheduler starts each job in seconds); the key columns
-``method, lam, seed`` tell the series of a batch apart.
+``method, lam, seed`` tell the series of a batch apart. Series whose engine is ``batched`` are
+handed to the batched engine all at once, so every run of the batch is vectorised together; the
+others are trained one run after another. The file is the same either way.
 """
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Callable
 
 from ..io import concat_columns, write_json, write_table
-from .series import SeriesSpec, run_series
+from ..problems import make_problem
+from .schedule import n_steps_for, record_steps
+from .series import BATCHED_ENGINES, SeriesSpec, run_series, run_series_batched
 
 SERIES_KEYS = ("method", "lam", "seed")
 
+# Memory of a training job beyond its recorded rows: interpreter, torch, the engine's working set.
+BASE_MEMORY_MB = 1500
+
 
 def run_batch(specs: list[SeriesSpec], log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    batched = [i for i, spec in enumerate(specs) if spec.engine in BATCHED_ENGINES]
+    results = dict(zip(batched, run_series_batched([specs[i] for i in batched], log))) if batched else {}
     parts, metas = [], []
-    for spec in specs:
-        columns, meta = run_series(spec, log)
+    for i, spec in enumerate(specs):
+        columns, meta = results[i] if i in results else run_series(spec, log)
         n = len(columns["step"])
         parts.append({"method": [spec.method] * n, "lam": [spec.lam] * n, "seed": [spec.seed] * n, **columns})
         metas.append(meta)
@@ -29,3 +40,20 @@ def write_batch(specs: list[SeriesSpec], trajectory: str | Path, meta: str | Pat
     columns, metadata = run_batch(specs, log)
     write_table(trajectory, columns)
     write_json(meta, metadata)
+
+
+@functools.lru_cache(maxsize=None)
+def _dimension(problem: str, options: str) -> int:
+    return make_problem(problem, **json.loads(options)).dim
+
+
+def estimate_memory_mb(specs: list[SeriesSpec]) -> int:
+    """Memory (MB) a batch needs: each recorded row holds ``x`` and ``m`` (float64) and is held about three
+    times (recorders, the table, the parquet writer), plus ``BASE_MEMORY_MB``. Paper-scale batches of
+    network runs record gigabytes; a scheduler needs to know."""
+    row_bytes = 0
+    for spec in specs:
+        dim = _dimension(spec.problem, json.dumps(spec.problem_options, sort_keys=True))
+        rows = sum(len(record_steps(n_steps_for(spec.t_max, h), spec.n_records, spec.dense_steps)) for h in spec.h)
+        row_bytes += rows * 2 * 8 * dim
+    return BASE_MEMORY_MB + int(3 * row_bytes / 2**20)

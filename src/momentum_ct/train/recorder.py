@@ -32,16 +32,26 @@ class TrajectoryRecorder:
 
     def record(self, k: int, x: Tensor, x_prev: Tensor) -> None:
         x, x_prev = x.detach(), x_prev.detach()
+        metrics = None
+        if not has_diverged(x):
+            with torch.no_grad():
+                metrics = self.problem.evaluate(x)
+                metrics["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))
+        self.append(k, metrics, x.to(torch.float64).cpu().numpy().copy(),
+                    ((x - x_prev) / self.step_size).to(torch.float64).cpu().numpy().copy())
+
+    def append(self, k: int, metrics: dict[str, float] | None, x: np.ndarray, m: np.ndarray) -> None:
+        """Add the row of step ``k`` from values computed elsewhere (the batched engine computes them for
+        many runs at once). ``metrics``: ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` in that
+        order, or ``None`` for a diverged iterate."""
         row = {"step": int(k), "t": k * self.h}
-        if has_diverged(x):
+        if metrics is None:
             self.diverged_at = int(k)
             row.update(loss=math.inf, grad_norm=math.inf)
         else:
-            with torch.no_grad():
-                row.update(self.problem.evaluate(x))
-                row["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))
-        row["x"] = x.to(torch.float64).numpy().copy()
-        row["m"] = ((x - x_prev) / self.step_size).to(torch.float64).numpy().copy()
+            row.update(metrics)
+        row["x"] = x
+        row["m"] = m
         self.rows.append(row)
 
     def mark_diverged(self, k: int, x: Tensor, x_prev: Tensor) -> None:

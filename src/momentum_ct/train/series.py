@@ -1,7 +1,9 @@
 """One series: a (problem, method, lam, seed) trained at every learning rate of its h grid.
 
 An order of convergence is a property of a whole h series, so a series is the unit of work: one
-trajectory file with a column ``h`` and one metadata file.
+trajectory file with a column ``h`` and one metadata file. The single-run engines train a series
+one run after another (``run_series``); the batched engine trains many series at once
+(``run_series_batched``); both give the same columns and metadata.
 """
 from __future__ import annotations
 
@@ -14,11 +16,17 @@ import torch
 
 from ..io import concat_columns
 from ..optim import coefficients
-from ..problems import make_problem
+from ..problems import Problem, make_problem
+from .batched import RunRequest, resolve_device, resolve_dtype, run_batched, run_many
 from .functional_runner import run_functional
+from .progress import Progress
+from .recorder import TrajectoryRecorder
 from .schedule import n_steps_for, record_steps
 
-ENGINES: dict[str, Callable] = {"functional": run_functional}
+# Single-run engines (one run per call). "batched" here trains one run through the batched engine;
+# ``run_series_batched`` hands it whole batches of series, which is where it is fast.
+ENGINES: dict[str, Callable] = {"functional": run_functional, "batched": run_batched}
+BATCHED_ENGINES = ("batched",)
 
 
 def _lightning_engine():
@@ -43,6 +51,8 @@ class SeriesSpec:
     batch_size: int | None = None
     engine: str = "functional"
     problem_options: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float64"  # float32 only for curves (K4), never for orders
+    device: str = "auto"  # batched engine: auto (CUDA where present), cpu or cuda; the others run on the CPU
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -64,27 +74,87 @@ def get_engine(name: str):
     return ENGINES[name]
 
 
-def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train every h of the series; return ``(columns, metadata)``."""
+def series_problem(spec: SeriesSpec) -> Problem:
+    """The series' problem in the series' dtype (on the CPU)."""
     problem = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
-    engine = get_engine(spec.engine)
-    parts, runs = [], []
+    dtype = resolve_dtype(spec.dtype)
+    return problem if dtype == problem.x0.dtype else problem.to(dtype=dtype)
+
+
+def series_runs(spec: SeriesSpec) -> list[dict[str, Any]]:
+    """One entry per h: the coefficients iterated, the number of steps and the steps recorded."""
+    out = []
     for h in spec.h:
         step, lam, a = coefficients(spec.method, h, spec.lam)
         n_steps = n_steps_for(spec.t_max, h)
-        start = time.perf_counter()
-        rec = engine(problem, h=h, step=step, lam=lam, a=a, n_steps=n_steps,
-                     record_at=record_steps(n_steps, spec.n_records, spec.dense_steps),
-                     batch_size=spec.batch_size, seed=spec.seed)
-        seconds = time.perf_counter() - start
+        out.append(dict(h=h, step=step, lam=lam, a=a, n_steps=n_steps,
+                        record_at=record_steps(n_steps, spec.n_records, spec.dense_steps)))
+    return out
+
+
+def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]],
+                  recorders: list[TrajectoryRecorder], device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(columns, metadata)`` of a trained series, whichever engine trained it."""
+    parts, entries = [], []
+    for run, rec in zip(runs, recorders):
         cols = rec.columns()
-        cols["h"] = [h] * len(cols["step"])
+        cols["h"] = [run["h"]] * len(cols["step"])
         parts.append(cols)
-        runs.append(dict(h=h, step_size=step, momentum=lam, lookahead=a, n_steps=n_steps,
-                         diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
-        log(f"{spec.experiment} {spec.method} lam={spec.lam} seed={spec.seed} h={h:.3g}: {n_steps} steps "
+        entries.append(dict(h=run["h"], step_size=run["step"], momentum=run["lam"], lookahead=run["a"],
+                            n_steps=run["n_steps"], diverged=rec.diverged_at is not None,
+                            diverged_at_step=rec.diverged_at))
+    meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
+                x_kind="full", dtype=spec.dtype, device=device, torch_version=torch.__version__)
+    return concat_columns(parts), meta
+
+
+def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train every h of the series one run after another; return ``(columns, metadata)``."""
+    problem = series_problem(spec)
+    engine = get_engine(spec.engine)
+    runs, recorders = series_runs(spec), []
+    for run in runs:
+        start = time.perf_counter()
+        rec = engine(problem, h=run["h"], step=run["step"], lam=run["lam"], a=run["a"], n_steps=run["n_steps"],
+                     record_at=run["record_at"], batch_size=spec.batch_size, seed=spec.seed)
+        seconds = time.perf_counter() - start
+        recorders.append(rec)
+        n_steps = run["n_steps"]
+        log(f"{spec.experiment} {spec.method} lam={spec.lam} seed={spec.seed} h={run['h']:.3g}: {n_steps} steps "
             f"in {seconds:.2f}s ({n_steps / max(seconds, 1e-9):.0f} steps/s)"
             + (f", diverged at step {rec.diverged_at}" if rec.diverged_at is not None else ""))
-    meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=runs,
-                x_kind="full", dtype="float64", torch_version=torch.__version__)
-    return concat_columns(parts), meta
+    return series_output(spec, problem, runs, recorders, "cpu")
+
+
+def run_series_batched(specs: list[SeriesSpec], log: Callable[[str], None] = print, *,
+                       progress: bool = True) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Train every run of every series at once with the batched engine; one ``(columns, metadata)`` per spec.
+
+    Specs of different dtype or device go to separate engine calls; within one call the engine stacks
+    all runs that share a problem instance (``batched.run_many``).
+    """
+    problems = [series_problem(spec) for spec in specs]
+    runs = [series_runs(spec) for spec in specs]
+    recorders: list[list[TrajectoryRecorder | None]] = [[None] * len(r) for r in runs]
+    devices: list[str] = [""] * len(specs)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault((spec.dtype, spec.device), []).append(i)
+    for (dtype, device_name), members in groups.items():
+        device = resolve_device(device_name)
+        requests, owners = [], []
+        for i in members:
+            for j, run in enumerate(runs[i]):
+                requests.append(RunRequest(problems[i], run["h"], run["step"], run["lam"], run["a"], run["n_steps"],
+                                           run["record_at"], specs[i].batch_size, specs[i].seed))
+                owners.append((i, j))
+        label = f"{specs[members[0]].experiment} ({len(members)} series, {device.type}, {dtype})"
+        meter = Progress(len(requests), sum(r.n_steps for r in requests), log=log, label=label) if progress else None
+        log(f"{label}: {len(requests)} runs, {sum(r.n_steps for r in requests)} steps in all")
+        for (i, j), rec in zip(owners, run_many(requests, device=device, dtype=dtype, progress=meter)):
+            recorders[i][j] = rec
+        if meter is not None:
+            meter.close()
+        for i in members:
+            devices[i] = device.type
+    return [series_output(spec, problems[i], runs[i], recorders[i], devices[i]) for i, spec in enumerate(specs)]

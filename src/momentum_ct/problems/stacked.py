@@ -1,0 +1,82 @@
+"""Losses of a stack of networks, one per run, in one pass (for the batched engine).
+
+``vmap`` of ``functional_call`` over a stack of flat parameter vectors works, but its batching
+rules pick the layouts: the loss is decomposed per sample and the activations change layout
+between forward and backward, which costs more than the matrix products on a CPU. Written for the
+stack, every layer is one batched product in a run-major layout ``(runs, samples, width)`` that
+forward and backward share, the shared input is expanded (not copied) across runs, and the
+cross-entropy is one call with the classes on the middle axis. Only the forward pass is written
+here: autograd differentiates it, so the gradients are those of the same loss.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+class StackedSequentialLoss:
+    """``loss(xs, batch, per_run=False) -> (runs,)`` for an ``nn.Sequential`` of ``nn.Linear`` layers and
+    parameter-free modules (activations); ``xs`` holds flat vectors in ``named_parameters`` order.
+
+    ``per_run``: the batch tensors carry a leading run axis (mini-batches that differ between runs);
+    otherwise every run sees the same batch. ``width`` is the widest layer output (callers size chunks
+    of runs with it).
+    """
+
+    def __init__(self, layers: list, sizes: list[int], criterion: Callable[..., Tensor]):
+        self.layers, self.sizes, self.criterion = layers, sizes, criterion
+        self.width = max(spec[0] for kind, spec in layers if kind == "linear")
+
+    def __call__(self, xs: Tensor, batch, per_run: bool = False) -> Tensor:
+        inputs, targets = batch
+        n_runs = xs.shape[0]
+        chunks = iter(torch.split(xs, self.sizes, dim=1))
+        h, shared = inputs, not per_run  # shared: h is (samples, width), else (runs, samples, width)
+        for kind, spec in self.layers:
+            if kind == "map":
+                h = spec(h)
+                continue
+            out, inp, has_bias = spec
+            w = next(chunks).view(n_runs, out, inp).transpose(1, 2)
+            if shared:
+                h = h.expand(n_runs, *h.shape)  # a view: the batched product reads the input once per run
+                shared = False
+            h = torch.baddbmm(next(chunks).unsqueeze(1), h, w) if has_bias else torch.bmm(h, w)
+        if shared:  # no linear layer: every run sees the same output
+            h = h.expand(n_runs, *h.shape)
+        t = targets if per_run else targets.expand(n_runs, *targets.shape)
+        if self.criterion is F.cross_entropy and t.dim() == 2:
+            # classes on the middle axis: the log-softmax runs along samples, not along 10 classes
+            per_sample = F.cross_entropy(h.transpose(1, 2), t, reduction="none")
+        else:
+            per_sample = self.criterion(h.reshape(-1, h.shape[-1]), t.reshape(-1, *t.shape[2:]), reduction="none")
+        return per_sample.reshape(n_runs, -1).mean(1)
+
+
+def stacked_sequential_loss(module: nn.Module, criterion: Callable[..., Tensor]) -> StackedSequentialLoss | None:
+    """The stacked loss of ``criterion(module(inputs), targets)``, or ``None`` where it does not apply
+    (callers then fall back to ``vmap``).
+
+    ``criterion(logits, targets, reduction="none")`` must give per-sample losses whose mean is the
+    loss (``cross_entropy``, ``mse_loss``).
+    """
+    if not isinstance(module, nn.Sequential):
+        return None
+    layers: list = []
+    sizes: list[int] = []
+    for layer in module:
+        if isinstance(layer, nn.Linear):
+            layers.append(("linear", (layer.out_features, layer.in_features, layer.bias is not None)))
+            sizes.append(layer.weight.numel())
+            if layer.bias is not None:
+                sizes.append(layer.bias.numel())
+        elif next(layer.parameters(), None) is None and next(layer.buffers(), None) is None:
+            layers.append(("map", layer))
+        else:
+            return None
+    if not any(kind == "linear" for kind, _ in layers) or sum(sizes) != sum(p.numel() for p in module.parameters()):
+        return None
+    return StackedSequentialLoss(layers, sizes, criterion)

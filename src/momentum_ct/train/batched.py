@@ -1,0 +1,360 @@
+"""Batched sweep engine: many runs of the recurrence advanced together in one process.
+
+A run is one problem instance trained with one ``(step, lam, a)`` for ``n_steps`` steps. Runs that
+share a problem instance form a cohort: the same problem and options, and the same seed unless
+the seed sets nothing but the start point (``Problem.seed_sets_start_only``: toy2d, the digits
+MLP; the quadratic's Hessian depends on its seed, so each of its seeds is a cohort of its own).
+A cohort stacks its runs into one state ``(X_k, X_{k-1})`` of shape ``(runs, dim)`` and advances
+them in lockstep in the step index ``k``: per ``k``, one gradient evaluation for all active runs
+(the problem's stacked network loss differentiated by autograd, else ``torch.func.vmap`` of the
+problem's gradient), then the functional recurrence (``optim.functional``) with per-run columns
+``step, lam, a``. Runs of different ``h`` have different lengths and recording steps: each keeps
+its own schedule (``schedule.record_steps``), the runs that record at ``k`` are copied aside, and a
+run leaves the stack after its last step. Copied iterates are evaluated (loss, gradient norm,
+test metrics) in large stacked batches, not one row at a time.
+
+Lockstep in ``k`` rather than groups of equal ``h`` run one after another: every step of every
+run is computed once either way, but lockstep needs as many iterations as the longest run,
+where groups need the sum of the groups' lengths, and for small problems the cost of an
+iteration is the Python and dispatch overhead, not the arithmetic (``benchmarks/sweep.py``
+measures both). Aligning on a common time grid instead (the finest ``h`` as the clock, coarser
+runs masked between their steps) needs ``h`` ratios that are integers, which a sweep over ``lam``
+does not give, and wastes the masked work.
+
+A run that diverges (non-finite or above ``DIVERGENCE_NORM``) is recorded at the step where it
+diverged, exactly as ``TrajectoryRecorder.mark_diverged`` records it, and leaves the stack at
+once, so no non-finite number ever meets another run. Mini-batch runs draw the same seeded index
+sequence as the single-run engines (``Problem.minibatch_indices``), one stream per seed.
+
+Device and dtype: one code path; ``device="auto"`` is CUDA where present, else the CPU. Float64
+is the default (the orders of convergence need it); float32 is allowed for curves (K4), and the
+dtype is written to the metadata.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..problems import Problem
+from .progress import Progress
+from .recorder import DIVERGENCE_NORM, TrajectoryRecorder
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+# CPU: runs are evaluated in chunks whose widest activation stays about this size (elements), so the
+# elementwise passes of a network run from cache; larger chunks are memory-bound (benchmarks/sweep.py).
+CPU_CHUNK_ELEMENTS = 2**19
+# Copied iterates are evaluated once this many elements (x and x_prev) are waiting.
+PENDING_ELEMENTS = 2**23
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run for ``run_many``; the fields mirror the single-run engines' keyword arguments.
+
+    ``problem`` is the run's own instance (its start point; for losses that depend on the seed, its loss).
+    """
+
+    problem: Problem
+    h: float
+    step: float
+    lam: float
+    a: float
+    n_steps: int
+    record_at: np.ndarray
+    batch_size: int | None = None
+    seed: int = 0
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA where available, else the CPU. Asking for an absent CUDA device is an error."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch finds no CUDA device; use 'auto' or 'cpu'")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid dtypes: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def cohort_key(request: RunRequest) -> tuple:
+    """Runs with equal keys share one problem instance (and one stacked state)."""
+    p = request.problem
+    options = {k: v for k, v in p.options.items() if k != "seed"}
+    seed = None if p.seed_sets_start_only else request.seed
+    return (p.name, repr(sorted(options.items())), seed, request.batch_size)
+
+
+def run_batched(problem: Problem, *, h: float, step: float, lam: float, a: float, n_steps: int, record_at,
+                batch_size: int | None = None, seed: int = 0) -> TrajectoryRecorder:
+    """The single-run engine contract (as ``run_functional``), through the batched engine on the CPU."""
+    request = RunRequest(problem, h, step, lam, a, n_steps, np.asarray(record_at), batch_size, seed)
+    return run_many([request], device="cpu", dtype=problem.x0.dtype)[0]
+
+
+def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
+             dtype: str | torch.dtype = torch.float64, progress: Progress | None = None,
+             chunk_elements: int | None = None) -> list[TrajectoryRecorder]:
+    """Advance every run and return one recorder per request, in order, with the rows the single-run
+    engines would record (same steps, same columns; values equal to round-off).
+
+    Args:
+        requests: the runs.
+        device: ``auto``, ``cpu``, ``cuda`` or a ``torch.device``.
+        dtype: ``float64`` (default) or ``float32``, name or ``torch.dtype``.
+        progress: optional ``Progress``, updated as runs advance and finish (not closed here).
+        chunk_elements: size of the run chunks a network is evaluated in (see ``CPU_CHUNK_ELEMENTS``);
+            ``None``: that value on the CPU, no chunking on CUDA.
+    """
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if chunk_elements is None:
+        chunk_elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else 0
+    recorders = [TrajectoryRecorder(r.problem, r.h, r.step) for r in requests]
+    cohorts: dict[tuple, list[int]] = {}
+    for i, r in enumerate(requests):
+        cohorts.setdefault(cohort_key(r), []).append(i)
+    with torch.no_grad():
+        for ids in cohorts.values():
+            _Cohort([requests[i] for i in ids], [recorders[i] for i in ids], device, dtype, chunk_elements,
+                    progress).run()
+    return recorders
+
+
+class _Evaluator:
+    """Stacked loss, gradient and metrics of one problem instance, chunked over runs.
+
+    The gradient of a stack comes from, in order of preference: the problem's closed forms when they take
+    a stack (``Problem.vectorised``), its stacked network loss through autograd (``Problem.batched_loss``),
+    else ``vmap`` of its gradient (closed form or ``torch.func.grad`` of the loss).
+    """
+
+    def __init__(self, problem: Problem, chunk_runs: int):
+        self.problem, self.chunk_runs = problem, chunk_runs
+        self.stacked = problem.batched_loss
+        if self.stacked is None:
+            grad_fn = problem.grad if problem.grad is not None else torch.func.grad(problem.loss)
+            self._vmapped = {per_run: (torch.func.vmap(problem.loss, in_dims=(0, 0 if per_run else None)),
+                                       torch.func.vmap(grad_fn, in_dims=(0, 0 if per_run else None)))
+                             for per_run in (False, True)}
+            if problem.vectorised and problem.grad is not None:  # closed forms that take a stack: no vmap
+                self._vmapped[False] = (problem.loss, problem.grad)
+        if problem.accuracy is not None:
+            self._accuracy = torch.func.vmap(problem.accuracy, in_dims=(0, None))
+
+    def _chunks(self, xs: Tensor, data, per_run: bool):
+        if self.chunk_runs <= 0 or xs.shape[0] <= self.chunk_runs:
+            return [(xs, data)]
+        return [(xs[start:start + self.chunk_runs],
+                 tuple(t[start:start + self.chunk_runs] for t in data) if per_run else data)
+                for start in range(0, xs.shape[0], self.chunk_runs)]
+
+    def _over_chunks(self, fn: Callable, xs: Tensor, data, per_run: bool) -> Tensor:
+        parts = [fn(x, d) for x, d in self._chunks(xs, data, per_run)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _value_and_grad(self, xs: Tensor, data, per_run: bool) -> tuple[Tensor, Tensor]:
+        if self.stacked is None:
+            loss_fn, grad_fn = self._vmapped[per_run]
+            return loss_fn(xs, data), grad_fn(xs, data)
+        with torch.enable_grad():
+            xs = xs.detach().requires_grad_(True)
+            losses = self.stacked(xs, data, per_run)
+            (grad,) = torch.autograd.grad(losses.sum(), xs)
+        return losses.detach(), grad
+
+    def grad(self, xs: Tensor, data, per_run: bool = False) -> Tensor:
+        if self.stacked is None:
+            return self._over_chunks(self._vmapped[per_run][1], xs, data, per_run)
+        return self._over_chunks(lambda x, d: self._value_and_grad(x, d, per_run)[1], xs, data, per_run)
+
+    def metrics(self, xs: Tensor) -> dict[str, Tensor]:
+        """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, in that order
+        (the order of ``Problem.evaluate`` followed by the gradient norm, as ``TrajectoryRecorder.record``)."""
+        p = self.problem
+        parts = [self._value_and_grad(x, d, False) for x, d in self._chunks(xs, p.train_data, False)]
+        out = {"loss": torch.cat([v for v, _ in parts])}
+        if p.test_data:
+            loss_fn = self._vmapped[False][0] if self.stacked is None else self.stacked
+            out["test_loss"] = self._over_chunks(loss_fn, xs, p.test_data, False)
+            if p.accuracy is not None:
+                out["test_accuracy"] = self._over_chunks(self._accuracy, xs, p.test_data, False)
+        out["grad_norm"] = torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)
+        return out
+
+
+class _Cohort:
+    """The runs of one problem instance, stacked and advanced in lockstep in the step index."""
+
+    def __init__(self, requests: list[RunRequest], recorders: list[TrajectoryRecorder], device: torch.device,
+                 dtype: torch.dtype, chunk_elements: int, progress: Progress | None):
+        self.requests, self.recorders, self.progress = requests, recorders, progress
+        self.device, self.dtype = device, dtype
+        self.problem = requests[0].problem.to(device, dtype)
+        self.batch_size = requests[0].batch_size
+        samples = self.problem.n_train if self.batch_size is None else min(self.batch_size, self.problem.n_train)
+        width = getattr(self.problem.batched_loss, "width", None)
+        chunk_runs = 0
+        if chunk_elements and width:
+            chunk_runs = max(1, chunk_elements // max(1, samples * width))
+        self.evaluator = _Evaluator(self.problem, chunk_runs)
+
+        def column(values):
+            return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
+
+        self.x = torch.stack([r.problem.x0 for r in requests]).to(device, dtype)
+        self.x_prev = self.x.clone()  # x_{-1} = x_0
+        self.step_col = column([r.step for r in requests])
+        self.lam_col = column([r.lam for r in requests])
+        self.a_col = column([r.a for r in requests])
+        self.lookahead = any(r.a != 0.0 for r in requests)
+        self.n_steps = np.array([r.n_steps for r in requests], dtype=np.int64)
+        self.seeds = np.array([r.seed for r in requests], dtype=np.int64)
+        self.active = np.arange(len(requests))  # run ids in stack order
+        self.records = _by_step([np.asarray(r.record_at, dtype=np.int64) for r in requests])
+        self.finishes = _by_step([np.array([n]) for n in self.n_steps])
+        self.pending: list[tuple[int, np.ndarray, Tensor, Tensor]] = []
+        self.pending_elements = 0
+        self.streams = {}
+        if self.batch_size is not None:
+            for s in sorted(set(self.seeds.tolist())):
+                self.streams[s] = self.problem.minibatch_indices(self.batch_size, torch.Generator().manual_seed(s))
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for k in range(int(self.n_steps.max()) + 1):
+            if k in self.records:
+                self._snapshot(k, self.records[k])
+            if k in self.finishes:
+                done = np.isin(self.active, self.finishes[k])
+                self._remove(done)
+                self._report(runs=int(done.sum()))
+            if self.active.size == 0:
+                break
+            self._step(k)
+        self._flush()
+
+    def _step(self, k: int) -> None:
+        data, per_run = self._batch()
+        x, x_prev = self.x, self.x_prev
+        point = x + self.a_col * (x - x_prev) if self.lookahead else x
+        grad = self.evaluator.grad(point, data, per_run)
+        self.x, self.x_prev = x + self.lam_col * (x - x_prev) - self.step_col * grad, x
+        self._report(steps=self.active.size)
+        bad = _diverged(self.x)
+        if bool(bad.any()):
+            bad_np = bad.cpu().numpy()
+            ids = self.active[bad_np]
+            for i, xi, pi in zip(ids, self.x[bad].cpu(), self.x_prev[bad].cpu()):
+                self._diverged_row(int(i), k + 1, xi, pi)
+            self._remove(bad_np)
+            self._report(runs=len(ids), diverged=len(ids))
+
+    def _batch(self):
+        """The data of the current step: shared by all active runs, or per run (mini-batches of several seeds)."""
+        train = self.problem.train_data
+        if not self.streams:
+            return train, False
+        seeds = sorted(set(self.seeds[self.active].tolist()))
+        idx = {s: next(self.streams[s]) for s in seeds}
+        if all(v is None for v in idx.values()):
+            return train, False
+        if len(seeds) == 1:
+            i = idx[seeds[0]].to(self.device)
+            return tuple(t[i] for t in train), False
+        slot = {s: j for j, s in enumerate(seeds)}
+        table = torch.stack([idx[s] for s in seeds]).to(self.device)
+        rows = torch.as_tensor([slot[s] for s in self.seeds[self.active].tolist()], device=self.device)
+        per_run_idx = table[rows]
+        return tuple(t[per_run_idx] for t in train), True
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+    def _remove(self, mask: np.ndarray) -> None:
+        if not mask.any():
+            return
+        keep_np = ~mask
+        keep = torch.as_tensor(keep_np, device=self.device)
+        self.active = self.active[keep_np]
+        self.x, self.x_prev = self.x[keep], self.x_prev[keep]
+        self.step_col, self.lam_col, self.a_col = self.step_col[keep], self.lam_col[keep], self.a_col[keep]
+        self.lookahead = any(self.requests[i].a != 0.0 for i in self.active)
+
+    def _report(self, **counts) -> None:
+        if self.progress is not None:
+            self.progress.update(**counts)
+
+    # -- recording ----------------------------------------------------------------------------------------
+    def _snapshot(self, k: int, ids: np.ndarray) -> None:
+        where = np.flatnonzero(np.isin(self.active, ids))
+        if where.size == 0:
+            return
+        index = torch.as_tensor(where, device=self.device)
+        xs, prevs = self.x.index_select(0, index), self.x_prev.index_select(0, index)
+        bad = _diverged(xs)
+        if bool(bad.any()):  # only possible at k = 0 (later divergence is caught after the step)
+            bad_np = bad.cpu().numpy()
+            for j in np.flatnonzero(bad_np):
+                self._diverged_row(int(self.active[where[j]]), k, xs[j].cpu(), prevs[j].cpu())
+            remove = np.zeros(self.active.size, dtype=bool)
+            remove[where[bad_np]] = True
+            good = ~bad_np
+            where, xs, prevs = where[good], xs[~bad], prevs[~bad]
+            run_ids = self.active[where]
+            self._remove(remove)
+            self._report(runs=int(bad_np.sum()), diverged=int(bad_np.sum()))
+        else:
+            run_ids = self.active[where]
+        if run_ids.size == 0:
+            return
+        self.pending.append((k, run_ids, xs, prevs))
+        self.pending_elements += 2 * xs.numel()
+        if self.pending_elements >= PENDING_ELEMENTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        steps = np.concatenate([np.full(len(ids), k) for k, ids, _, _ in self.pending])
+        run_ids = np.concatenate([ids for _, ids, _, _ in self.pending])
+        xs = torch.cat([x for _, _, x, _ in self.pending])
+        prevs = torch.cat([p for _, _, _, p in self.pending])
+        self.pending, self.pending_elements = [], 0
+        step_sizes = torch.tensor([self.requests[i].step for i in run_ids], dtype=self.dtype, device=self.device)
+        ms = (xs - prevs) / step_sizes.unsqueeze(1)
+        metrics = {name: v.cpu().tolist() for name, v in self.evaluator.metrics(xs).items()}
+        x_np = xs.to(torch.float64).cpu().numpy()
+        m_np = ms.to(torch.float64).cpu().numpy()
+        # pending rows are in step order and flushed in time order, so every recorder stays in step order
+        for j, (k, i) in enumerate(zip(steps.tolist(), run_ids.tolist())):
+            self.recorders[i].append(k, {name: v[j] for name, v in metrics.items()}, x_np[j], m_np[j])
+
+    def _diverged_row(self, i: int, k: int, x: Tensor, x_prev: Tensor) -> None:
+        self._flush()  # earlier rows of this run first
+        rec = self.recorders[i]
+        m = (x - x_prev) / self.requests[i].step
+        rec.append(k, None, x.to(torch.float64).numpy().copy(), m.to(torch.float64).numpy().copy())
+
+
+def _diverged(x: Tensor) -> Tensor:
+    """Per row: non-finite or norm above ``DIVERGENCE_NORM`` (``recorder.has_diverged``, vectorised)."""
+    return ~(torch.linalg.vector_norm(x, dim=1) <= DIVERGENCE_NORM)
+
+
+def _by_step(schedules: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """``{k: run ids recorded (or finishing) at k}`` from one array of steps per run."""
+    steps = np.concatenate(schedules) if schedules else np.array([], dtype=np.int64)
+    ids = np.concatenate([np.full(len(s), i) for i, s in enumerate(schedules)]) if schedules else steps
+    order = np.lexsort((ids, steps))
+    steps, ids = steps[order], ids[order]
+    bounds = np.flatnonzero(np.diff(steps)) + 1
+    return {int(g[0]): i for g, i in zip(np.split(steps, bounds), np.split(ids, bounds)) if len(g)}

@@ -1,0 +1,198 @@
+"""The batched sweep engine against the single-run engines: same rows, same files, same divergence."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from momentum_ct.errors import ConfigError
+from momentum_ct.optim import coefficients
+from momentum_ct.problems import make_problem
+from momentum_ct.sweep import expand_series
+from momentum_ct.train.batch import write_batch
+from momentum_ct.train.batched import RunRequest, run_many
+from momentum_ct.train.functional_runner import run_functional
+from momentum_ct.train.progress import Progress
+from momentum_ct.train.schedule import n_steps_for, record_steps
+from momentum_ct.train.series import SeriesSpec
+
+TOL = 1e-12
+
+# (problem, options, method, lam, seed, h, horizon, batch_size): a handful of runs over three problems, the
+# three methods, two seeds, several h (so different lengths and recording steps) and one diverging run.
+RUNS = [
+    ("quadratic", dict(dim=5), "hb", 0.5, 0, 0.05, 2.0, None),
+    ("quadratic", dict(dim=5), "nag", 0.9, 0, 0.01, 0.6, None),
+    ("quadratic", dict(dim=5), "gd_rescaled", 0.5, 1, 0.1, 2.0, None),
+    ("toy2d", {}, "hb", 0.5, 0, 0.02, 1.0, None),
+    ("toy2d", {}, "nag", 0.9, 1, 0.004, 0.4, None),
+    ("toy2d", {}, "gd_rescaled", 0.9, 0, 0.01, 0.5, None),
+    ("toy2d", {}, "hb", 0.5, 2, 2.0, 200.0, None),  # diverges after a few steps
+    ("digits_mlp", dict(hidden=[8], n_train=120), "hb", 0.5, 0, 0.1, 2.0, None),
+    ("digits_mlp", dict(hidden=[8], n_train=120), "nag", 0.9, 1, 0.02, 0.4, None),
+    ("digits_mlp", dict(hidden=[8], n_train=120), "gd_rescaled", 0.9, 0, 0.05, 0.5, None),
+]
+
+
+def _request(problem, options, method, lam, seed, h, horizon, batch_size, n_records=10, dense=4):
+    step, lam_, a = coefficients(method, h, lam)
+    n_steps = n_steps_for(horizon, h)
+    return RunRequest(make_problem(problem, seed=seed, **options), h, step, lam_, a, n_steps,
+                      record_steps(n_steps, n_records, dense), batch_size, seed)
+
+
+def _single(engine, r: RunRequest):
+    return engine(r.problem, h=r.h, step=r.step, lam=r.lam, a=r.a, n_steps=r.n_steps, record_at=r.record_at,
+                  batch_size=r.batch_size, seed=r.seed)
+
+
+def assert_same_rows(ref, got, what: str, tol: float = TOL) -> None:
+    """Same columns in the same order, same steps, same divergence, values equal to ``tol`` (relative above 1)."""
+    assert ref.diverged_at == got.diverged_at, f"{what}: diverged at {got.diverged_at}, expected {ref.diverged_at}"
+    a, b = ref.columns(), got.columns()
+    assert list(a) == list(b), f"{what}: columns {list(b)} != {list(a)}"
+    assert list(a["step"]) == list(b["step"]), f"{what}: recorded steps differ"
+    for key in a:
+        x = np.stack(a[key]) if key in ("x", "m") else np.asarray(a[key], dtype=float)
+        y = np.stack(b[key]) if key in ("x", "m") else np.asarray(b[key], dtype=float)
+        finite = np.isfinite(x)
+        assert np.array_equal(finite, np.isfinite(y)), f"{what}: {key} finite in one engine only"
+        if key in ("x", "m") and ref.diverged_at is not None:
+            finite[-1] = False  # the diverged iterate itself: overflowed values carry no digits to compare
+        err = np.abs(x[finite] - y[finite]) / np.maximum(1.0, np.abs(x[finite]))
+        assert err.size == 0 or err.max() <= tol, f"{what}: {key} differs by {err.max():.3g} > {tol}"
+
+
+@pytest.fixture
+def restore_torch_determinism():
+    """Lightning's ``deterministic=True`` switches torch's global flag on; put it back afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+@pytest.mark.usefixtures("restore_torch_determinism", "single_torch_thread")
+def test_batched_matches_lightning_reference():
+    from momentum_ct.train.lightning_system import run_lightning
+
+    requests = [_request(*r) for r in RUNS]
+    got = run_many(requests, device="cpu")  # all at once: three problems, several cohorts, mixed lengths
+    for spec, r, g in zip(RUNS, requests, got):
+        assert_same_rows(_single(run_lightning, r), g, f"{spec[0]} {spec[2]} lam={spec[3]} seed={spec[4]} h={spec[5]}")
+    diverged = [g.diverged_at for g in got]
+    assert diverged[6] is not None and all(d is None for i, d in enumerate(diverged) if i != 6)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)], ids=["one_seed", "three_seeds"])
+def test_minibatch_runs_draw_the_single_run_batch_sequence(seeds):
+    """One seed: every run shares each step's batch; several seeds: per-run batches (one stream per seed)."""
+    options = dict(hidden=[8], n_train=150)
+    runs = [("digits_mlp", options, m, 0.9, s, h, 0.5, 32) for s in seeds for m in ("hb", "nag") for h in (0.02, 0.01)]
+    requests = [_request(*r) for r in runs]
+    for r, g in zip(requests, run_many(requests, device="cpu")):
+        assert_same_rows(_single(run_functional, r), g, f"seed={r.seed} a={r.a} h={r.h}")
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_problems_whose_loss_depends_on_the_seed_get_one_instance_per_seed():
+    """Regression: the seed draws the data, so each seed is its own cohort (vmap path, per-seed batch streams)."""
+    runs = [("regression", dict(n_samples=64, dim=4), m, 0.5, s, 0.05, 1.0, bs)
+            for s in (0, 1) for m in ("hb", "nag") for bs in (None, 16)]
+    requests = [_request(*r) for r in runs]
+    for r, g in zip(requests, run_many(requests, device="cpu")):
+        assert_same_rows(_single(run_functional, r), g, f"regression seed={r.seed} a={r.a} batch={r.batch_size}")
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_diverging_run_is_recorded_where_it_diverged_and_poisons_nothing():
+    ok = [_request("quadratic", dict(dim=5), "hb", 0.5, 0, 0.05, 2.0, None),
+          _request("quadratic", dict(dim=5), "nag", 0.9, 0, 0.01, 0.5, None)]
+    bad = _request("quadratic", dict(dim=5), "hb", 0.5, 0, 8.0, 8000.0, None)  # h L = 8 > 2 (1 + lam): unstable
+    alone = run_many(ok, device="cpu")
+    mixed = run_many([ok[0], bad, ok[1]], device="cpu")
+    ref_bad = _single(run_functional, bad)
+    assert ref_bad.diverged_at is not None and ref_bad.diverged_at < bad.n_steps
+    assert_same_rows(ref_bad, mixed[1], "diverging run")
+    last = mixed[1].rows[-1]
+    assert last["step"] == ref_bad.diverged_at and last["loss"] == np.inf and last["grad_norm"] == np.inf
+    for a, b in zip(alone, (mixed[0], mixed[2])):
+        assert_same_rows(a, b, "stable run beside a diverging one")
+        assert all(np.isfinite(r["loss"]) for r in b.rows)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_batch_file_schema_equals_single_run_engine_and_rerun_is_byte_identical(tmp_path):
+    config = dict(experiments=dict(e=dict(
+        problem="toy2d", methods=["hb", "nag", "gd_rescaled"], lam=[0.5, 0.9], seeds=[0, 1],
+        h=dict(start=0.05, halvings=2, scale_with_momentum=True), horizon=1.0, n_records=20, dense_steps=5,
+        engine="batched")))
+    specs = expand_series(config)
+    paths = {}
+    for name, engine in (("a", "batched"), ("b", "batched"), ("ref", "functional")):
+        chosen = [SeriesSpec.from_dict(s.as_dict() | dict(engine=engine)) for s in specs]
+        paths[name] = (tmp_path / f"{name}.parquet", tmp_path / f"{name}.json")
+        write_batch(chosen, *paths[name], log=lambda line: None)
+    for i in (0, 1):
+        assert paths["a"][i].read_bytes() == paths["b"][i].read_bytes(), "batched rerun differs"
+    ref, got = pq.read_table(paths["ref"][0]), pq.read_table(paths["a"][0])
+    assert ref.schema == got.schema
+    for column in ref.column_names:
+        x, y = ref.column(column).to_pylist(), got.column(column).to_pylist()
+        if isinstance(x[0], (float, list)):
+            np.testing.assert_allclose(np.asarray(y, dtype=float), np.asarray(x, dtype=float), rtol=TOL, atol=TOL)
+        else:
+            assert x == y, column
+    meta_ref, meta = (json.loads(paths[n][1].read_text()) for n in ("ref", "a"))
+    for s_ref, s in zip(meta_ref["series"], meta["series"]):
+        assert s["runs"] == s_ref["runs"] and s["dtype"] == "float64" and s["device"] == "cpu"
+        assert s["spec"] | dict(engine="functional") == s_ref["spec"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_display_counts_runs_and_steps():
+    lines, terminal = [], _Terminal()
+    requests = [_request("toy2d", {}, m, 0.5, 0, h, 1.0, None) for m in ("hb", "nag") for h in (0.05, 0.02)]
+    meter = Progress(len(requests), sum(r.n_steps for r in requests), log=lines.append, stream=terminal,
+                     label="smoke", log_every=0.0, live_every=0.0)
+    run_many(requests, device="cpu", progress=meter)
+    meter.close()
+    total = sum(r.n_steps for r in requests)
+    assert lines[-1].startswith(f"smoke: 4/4 runs done, {total}/{total} steps (100%)") and "steps/s" in lines[-1]
+    assert terminal.getvalue().count("\r") > 1 and terminal.getvalue().endswith("\n")
+    quiet = Progress(1, 1, log=None, stream=io.StringIO())  # not a terminal: no live line
+    quiet.update(steps=1, runs=1)
+    quiet.close()
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_float32_runs_and_says_so():
+    runs = [_request("digits_mlp", dict(hidden=[8], n_train=100), "hb", 0.5, 0, 0.1, 1.0, None),
+            _request("quadratic", dict(dim=5), "nag", 0.5, 1, 0.05, 1.0, None)]
+    got = run_many(runs, device="cpu", dtype="float32")
+    for ref, g in zip(run_many(runs, device="cpu"), got):
+        assert g.rows[-1]["x"].dtype == np.float64  # written as float64 whatever the dtype of the run
+        assert_same_rows(ref, g, "float32 against float64", tol=1e-4)
+    spec = SeriesSpec("e", "toy2d", "hb", 0.5, 0, (0.01,), 0.1, engine="batched", dtype="float32")
+    from momentum_ct.train.series import run_series_batched
+
+    ((_, meta),) = run_series_batched([spec], log=lambda line: None)
+    assert meta["dtype"] == "float32"
+
+
+def test_config_refuses_float32_for_orders_and_cuda_for_single_run_engines():
+    base = dict(problem="toy2d", methods=["hb"], lam=[0.5], h=[0.01], horizon=1.0)
+    with pytest.raises(ConfigError, match="float64"):
+        expand_series(dict(experiments=dict(e=base | dict(claims=["K1"], dtype="float32", engine="batched"))))
+    with pytest.raises(ConfigError, match="only the batched engine runs on cuda"):
+        expand_series(dict(experiments=dict(e=base | dict(engine="lightning", device="cuda"))))
+    (spec,) = expand_series(dict(experiments=dict(e=base | dict(claims=["K4"], dtype="float32", engine="batched"))))
+    assert spec.dtype == "float32" and spec.device == "auto"

@@ -1,0 +1,323 @@
+"""The pipeline itself on a real SLURM cluster, through the project's workflow profile.
+
+The CI config (.test/config.yaml) runs through ``--workflow-profile workflow/profiles/slurm`` on the
+one-node cluster of slurm_cluster.py (``cluster`` fixture in conftest.py), with only the options a
+cluster user types (account and partition) plus test-only options for a cluster without an
+accounting database (``TEST_ONLY_ARGS``).  Four Snakemake runs go on side by side, started together
+by the ``runs`` fixture, because much of a cluster run is waiting for the next status check:
+
+* ``local``: the reference, run on this machine with the default profile;
+* ``cluster``: the whole pipeline on the cluster, site values given on the command line;
+* ``cancelled``: the training and prediction stage again (``--until predict_batch``: the sweep
+  group jobs of the batches with predictions), site values from a user profile; a group job is
+  cancelled with scancel while it trains, and the profile's retries must finish the stage anyway.
+  Only this stage, to keep the module's run time down: the stages after it run exactly as in
+  ``cluster``;
+* ``memory``: one training job whose first attempt is given too little memory (a test-only
+  ``--set-resources``); SLURM kills it, Snakemake says so and retries it with more.
+
+Outputs of the cluster runs must equal the local reference byte for byte: every job sets torch to
+the rule's thread count (1) on both sides, so the floating-point operations are the same.
+
+Two more tests need no cluster: the profile groups every rule but the verdict, and a dry run shows
+how many cluster jobs a config gives.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+try:
+    from slurm_cluster import SnakemakeRun
+except ImportError:  # tests/ imported as a package
+    from .slurm_cluster import SnakemakeRun
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+TEST_CONFIG = REPO / ".test" / "config.yaml"
+
+# Hard limit of one Snakemake run (seconds).  The four runs together took 7.5 minutes on a busy
+# 2-core machine, the whole-pipeline run on the cluster being the longest.
+RUN_LIMIT = 720
+
+# What a cluster user adds to the profile (README): account and partition of the site.
+ACCOUNT = "momentumct"
+SITE_ARGS = ["--default-resources", f"slurm_account={ACCOUNT}", "slurm_partition=debug"]
+
+# Only for this cluster: it has no accounting database, so job states come from squeue (see
+# README_slurm.md), and the first status check comes after 2 s instead of 40 s.  Logs of successful
+# jobs are kept so that the tests can count submissions.
+TEST_ONLY_ARGS = [
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+]
+
+# The memory test: one training job, 700 MB on the first attempt (the job step holds a Snakemake
+# and the training process, about 0.8 GB together), three times that on the retry.
+MEMORY_TARGET = "results/runs/experiment~k1_quadratic/batch~0/trajectory.parquet"
+MEMORY_RESOURCES = "train_batch:mem_mb=700*3**(attempt-1)"
+
+
+def pipeline_args(workdir: Path) -> list[str]:
+    return ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(TEST_CONFIG), "-d", str(workdir)]
+
+
+def cluster_args(workdir: Path, *site) -> list[str]:
+    return [*pipeline_args(workdir), "--workflow-profile", str(PROFILE), *site, *TEST_ONLY_ARGS]
+
+
+def result_files(workdir: Path) -> dict[str, Path]:
+    root = workdir / "results"
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def slurm_logs(workdir: Path, group: str) -> list[Path]:
+    """SLURM logs of one group's jobs, in order of submission (job ids grow)."""
+    logs = (workdir / ".snakemake" / "slurm_logs").glob(f"group_{group}_*/*.log")
+    return sorted(logs, key=lambda p: int(p.stem))
+
+
+class Background:
+    """A Snakemake run that goes on while the test module does other things."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path, env: dict[str, str]):
+        self.name, self.workdir = name, workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log = workdir.parent / f"{name}.log"
+        self.started = time.time()
+        self.run = SnakemakeRun(args, cwd=REPO, env=env, log=self.log)
+        self.deadline = self.run.start_time + RUN_LIMIT
+        self._result = None
+
+    @property
+    def seconds(self) -> float:
+        """How long the run took (until its last line of output)."""
+        self.result()
+        return self.log.stat().st_mtime - self.started
+
+    def result(self):
+        if self._result is None:
+            self._result = self.run.wait(self.deadline - time.monotonic())
+        return self._result
+
+    def describe(self, cluster=None) -> str:
+        r = self.result()
+        text = (f"{self.name}: returncode={r.returncode} timed_out={r.timed_out} after {r.seconds:.0f}s\n"
+                f"{r.output[-8000:]}")
+        return text + (cluster.logs() if cluster is not None else "")
+
+
+class Canceller(threading.Thread):
+    """Cancels, with scancel, the first cluster job of ``workdir`` that holds train_batch jobs, once
+    it is RUNNING and a training script has started in it."""
+
+    def __init__(self, cluster, workdir: Path, deadline: float):
+        super().__init__(daemon=True)
+        self.cluster, self.workdir, self.deadline = cluster, workdir, deadline
+        self.job: dict[str, str] | None = None
+        self.cancelled_at: float | None = None
+
+    def run(self):
+        train_logs = self.workdir / "logs" / "train"
+        while self.job is None and time.monotonic() < self.deadline:
+            running = [j for j in self.cluster.job_table("RUNNING")
+                       if os.path.realpath(j["workdir"]) == os.path.realpath(self.workdir)
+                       and "train_batch" in j["comment"]]
+            if running and train_logs.is_dir() and any(train_logs.rglob("*.log")):
+                self.cluster.scancel(running[0]["id"])
+                self.job, self.cancelled_at = running[0], time.monotonic()
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline")
+    # A user profile holding the site values: the other supported way to give them.
+    site_profile = base / "site-profile"
+    site_profile.mkdir()
+    (site_profile / "config.yaml").write_text(yaml.safe_dump(
+        {"default-resources": {"slurm_account": ACCOUNT, "slurm_partition": "debug"}}))
+    env = cluster.env
+    started = time.monotonic()
+    local = Background("local", [*pipeline_args(base / "local"), "--workflow-profile",
+                                 str(REPO / "workflow" / "profiles" / "default"), "--cores", "2"],
+                       base / "local", env)
+    on_cluster = Background("cluster", cluster_args(base / "cluster", *SITE_ARGS), base / "cluster", env)
+    cancelled = Background("cancelled", cluster_args(base / "cancelled", "--profile", str(site_profile),
+                                                     "--until", "predict_batch"), base / "cancelled", env)
+    canceller = Canceller(cluster, cancelled.workdir, cancelled.deadline)
+    canceller.start()
+    memory = Background("memory", [*cluster_args(base / "memory", *SITE_ARGS), "--set-resources",
+                                   MEMORY_RESOURCES, "--", MEMORY_TARGET], base / "memory", env)
+    all_runs = dict(local=local, cluster=on_cluster, cancelled=cancelled, memory=memory, canceller=canceller)
+    try:
+        yield all_runs
+    finally:
+        for r in (local, on_cluster, cancelled, memory):
+            r.result()  # waits for the rest, kills the process group at its deadline
+        canceller.join(timeout=5)
+        times = ", ".join(f"{r.name} {r.seconds:.0f}s" for r in (local, on_cluster, cancelled, memory))
+        print(f"\npipeline runs ({time.monotonic() - started:.0f}s in all): {times}")
+
+
+@pytest.fixture(scope="module")
+def reference(runs) -> dict[str, Path]:
+    run = runs["local"]
+    assert run.result().returncode == 0, run.describe()
+    files = result_files(run.workdir)
+    assert "claims.csv" in files
+    return files
+
+
+def assert_same_results(files: dict[str, Path], reference: dict[str, Path], what: str):
+    assert files.keys() == reference.keys(), f"{what}: {sorted(files.keys() ^ reference.keys())}"
+    assert any(name.endswith("trajectory.parquet") for name in files)
+    differing = [name for name in files if files[name].read_bytes() != reference[name].read_bytes()]
+    assert not differing, f"{what}: files differ from the local run: {differing}"
+
+
+def jobs_of(cluster, workdir: Path) -> list[dict[str, str]]:
+    return [j for j in cluster.job_table() if os.path.realpath(j["workdir"]) == os.path.realpath(workdir)]
+
+
+@pytest.mark.slurm
+def test_pipeline_on_cluster_equals_local_run(runs, reference, cluster):
+    run = runs["cluster"]
+    result = run.result()
+    assert result.returncode == 0, run.describe(cluster)
+    assert "workflow specific profile" in result.output
+    files = result_files(run.workdir)
+    assert_same_results(files, reference, "cluster run")
+    pd.testing.assert_frame_equal(pd.read_csv(files["claims.csv"]), pd.read_csv(reference["claims.csv"]))
+    assert "Error in" not in result.output, run.describe(cluster)
+    # Grouping, each group job submitted once: one sweep job per training batch (with its
+    # predictions), one claim job per measure (with its figures) and per K4 curves figure, and the
+    # verdict.
+    batches = sum(name.endswith("trajectory.parquet") for name in reference)
+    claims = sum(name.startswith("measures/") and not name.endswith("_points.csv") for name in reference)
+    curves = sum(name.startswith("figures/K4/k4_curves_") for name in reference)
+    assert len(slurm_logs(run.workdir, "sweep")) == batches
+    assert len(slurm_logs(run.workdir, "claim")) == claims + curves
+    assert len(list((run.workdir / ".snakemake" / "slurm_logs").glob("rule_judge_claims/*.log"))) == 1
+    # The site values of the command line reached SLURM.
+    jobs = jobs_of(cluster, run.workdir)
+    assert len(jobs) == batches + claims + curves + 1, jobs
+    assert all(j["state"] == "COMPLETED" for j in jobs), jobs
+    assert {(j["account"], j["partition"]) for j in jobs} == {(ACCOUNT, "debug")}, jobs
+
+
+@pytest.mark.slurm
+def test_cancelled_job_is_retried_and_nothing_is_lost(runs, reference, cluster):
+    run, canceller = runs["cancelled"], runs["canceller"]
+    result = run.result()
+    assert canceller.job is not None, "no training job of the run was seen RUNNING\n" + run.describe(cluster)
+    assert result.returncode == 0, run.describe(cluster)
+    cancelled_id = canceller.job["id"]
+    # The cancelled job was reported with its SLURM log ...
+    assert cluster.job_states()[cancelled_id] == "CANCELLED"
+    assert "Error in group sweep" in result.output, run.describe()
+    (cancelled_log,) = [p for p in slurm_logs(run.workdir, "sweep") if p.stem == cancelled_id]
+    assert str(cancelled_log) in result.output and "CANCELLED" in result.output
+    # ... and submitted again (same Snakemake job, new SLURM job), which completed.
+    assert "Trying to restart job" in result.output
+    submissions = {}
+    for job, slurm_id in re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", result.output):
+        submissions.setdefault(job, []).append(slurm_id)
+    (again,) = [ids for ids in submissions.values() if cancelled_id in ids]
+    assert again[0] == cancelled_id and len(again) == 2, submissions
+    assert cluster.job_states()[again[1]] == "COMPLETED"
+    # Nothing lost: every prediction and the trajectories it was made from are there and equal the
+    # local run's.
+    files = result_files(run.workdir)
+    predictions = {name for name in reference if name.startswith("predictions/")}
+    assert predictions and predictions <= files.keys() <= reference.keys(), sorted(files)
+    assert {name.split("/")[1] for name in files if name.startswith("runs/")} == {
+        name.split("/")[2] for name in predictions}  # experiment~E of runs/ and predictions/<claim>/
+    assert_same_results(files, {name: reference[name] for name in files}, "cancelled and retried run")
+    # The user profile's site values reached SLURM.
+    jobs = jobs_of(cluster, run.workdir)
+    assert {(j["account"], j["partition"]) for j in jobs} == {(ACCOUNT, "debug")}, jobs
+
+
+@pytest.mark.slurm
+def test_memory_overrun_is_reported_and_retried_with_more(runs, reference, cluster):
+    run = runs["memory"]
+    result = run.result()
+    assert result.returncode == 0, run.describe(cluster)
+    first, second = slurm_logs(run.workdir, "sweep")
+    # SLURM killed the first attempt for its memory ...
+    assert re.search(rf"StepId={first.stem}\.0 exceeded memory limit", first.read_text(errors="replace"))
+    assert "exceeded memory limit" not in second.read_text(errors="replace")
+    assert cluster.job_states()[first.stem] in ("FAILED", "OUT_OF_MEMORY")
+    # ... and Snakemake's own output says which job failed, where its log is, and why
+    # (the profile's show-failed-logs prints the SLURM log).
+    out = result.output
+    failure = out.index("Error in group sweep")
+    assert str(first) in out[failure:]
+    assert "rule train_batch" in out[failure:] and MEMORY_TARGET in out[failure:]
+    assert "exceeded memory limit" in out[failure:]
+    # The retry asked for three times the memory and finished the job.
+    restart = out.index("Trying to restart job", failure)
+    assert re.search(r"mem_mb=2100\b", out[restart:]) and "1 of 1 steps (100%) done" in out[restart:]
+    produced = run.workdir / MEMORY_TARGET
+    assert produced.read_bytes() == reference[MEMORY_TARGET.removeprefix("results/")].read_bytes()
+
+
+# --- the profile itself (no cluster needed) --------------------------------------------------------
+
+
+def count_cluster_jobs(dry_run_output: str) -> dict[str, int]:
+    """Cluster submissions in a dry run: each group job once, each ungrouped job with an action once
+    (`localrule` jobs and `all`, which runs nothing, stay on the submitting machine)."""
+    lines = [re.sub(r"^\[[^]]*\] ", "", line) for line in dry_run_output.splitlines()]
+    groups = [m.group(1) for line in lines if (m := re.match(r"Group job (\w+)", line))]
+    singles = [m.group(1) for line in lines if (m := re.match(r"rule (\w+):", line)) and m.group(1) != "all"]
+    counts = {f"group {g}": groups.count(g) for g in sorted(set(groups))}
+    counts.update({f"rule {r}": singles.count(r) for r in sorted(set(singles))})
+    counts["total"] = len(groups) + len(singles)
+    return counts
+
+
+def snakemake_quick(*args) -> str:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_profile_groups_every_rule_and_sets_no_site_values(tmp_path):
+    profile = yaml.safe_load((PROFILE / "profile.yaml").read_text())
+    rules = set(snakemake_quick("--list-rules", "--snakefile", REPO / "Snakefile", "--configfile", TEST_CONFIG,
+                                "-d", tmp_path).split())
+    # `all` runs nothing; judge_claims needs every measure and runs alone.
+    assert rules and set(profile["groups"]) == rules - {"all", "judge_claims"}
+    assert set(profile["group-components"]) == set(profile["groups"].values())
+    # Site values and per-rule resources live elsewhere (see the profile's header): a command-line
+    # --default-resources or a user profile must not wipe anything out.
+    assert not {"default-resources", "set-resources", "set-threads"} & set(profile)
+
+
+@pytest.mark.parametrize("config", ["config/paper.yaml", "config/config.yaml", ".test/config.yaml"])
+def test_dry_run_counts_cluster_jobs(config, tmp_path):
+    out = snakemake_quick("-n", "--snakefile", REPO / "Snakefile", "--configfile", REPO / config, "-d", tmp_path,
+                          "--workflow-profile", PROFILE)
+    stats = out[out.index("Job stats:"):]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+    sweep_size = yaml.safe_load((PROFILE / "profile.yaml").read_text())["group-components"]["sweep"]
+    expected = {"group sweep": math.ceil(jobs["train_batch"] / sweep_size),
+                "group claim": jobs["measure_claim"] + jobs.get("draw_k4_curves", 0),
+                "rule judge_claims": 1}
+    expected["total"] = sum(expected.values())
+    assert count_cluster_jobs(out) == expected
+    assert expected["total"] < jobs["total"] - 1  # fewer cluster jobs than jobs (`all` runs nothing)
