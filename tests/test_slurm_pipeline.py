@@ -46,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 
-# Hard limit of one Snakemake run (seconds).  The four runs together took 7.5 minutes on a busy
-# 2-core machine, the whole-pipeline run on the cluster being the longest.
+# Hard limit of one Snakemake run (seconds).  The four runs together took 5.5 to 7.5 minutes on a
+# busy 2-core machine, the whole-pipeline run on the cluster being the longest.
 RUN_LIMIT = 720
 
 # What a cluster user adds to the profile (README): account and partition of the site.
