@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .style import METHOD_ORDER, log_axes, save, setup
+from .style import METHOD_ORDER, annotate_orders, log_axes, save, setup
 
 
 def error_vs_h(inputs: dict[str, str], output: str) -> None:
@@ -19,14 +19,11 @@ def error_vs_h(inputs: dict[str, str], output: str) -> None:
     grid = sns.relplot(data=points, x="h", y="err", hue="method", col="problem", row="lam", kind="line",
                        marker="o", hue_order=hue_order, units="seed", estimator=None,
                        facet_kws=dict(sharex=False, sharey=False), height=2.6, aspect=1.2)
-    for (lam, problem), ax in grid.axes_dict.items():
+    for ax in grid.axes.flat:
         log_axes(ax)
         xs, ys = np.array(ax.get_xlim()), np.array(ax.get_ylim())
         ax.plot(xs, ys[0] * xs / xs[0], color="grey", ls=":", lw=1)
-        here = orders[(orders["lam"] == lam) & (orders["problem"] == problem)]
-        text = "\n".join(f"{r.method}: {r.measured:.2f}" for r in here.itertuples())
-        ax.text(0.97, 0.03, "order\n" + text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-                bbox=dict(facecolor="white", alpha=0.8, lw=0))
+    annotate_orders(grid, orders, "order")
     grid.set_axis_labels("learning rate h", "sup_k |x_k - x(kh)|")
     grid.figure.suptitle("K1: distance to the time-rescaled gradient flow (dotted: slope 1)", y=1.02)
     save(grid.figure, output)

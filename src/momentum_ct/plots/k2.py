@@ -11,7 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..claims.k2 import MODELS, lag_ratio, transient_steps
-from .style import log_axes, save, setup
+from .style import annotate_orders, log_axes, save, setup
 
 # (model, method) -> line style; drawn in this order, so thin lines lie on thick ones
 SERIES = {
@@ -59,11 +59,7 @@ def error_vs_h(inputs: dict[str, str], output: str) -> None:
     grid = sns.FacetGrid(data, row="lam", col="problem", sharex=False, sharey=False, height=2.6, aspect=1.25)
     _draw(grid, data, "h", "err", markers=True)
     fits = pd.read_csv(inputs["fits"]).query("quantity == 'order'")
-    for (lam, problem), ax in grid.axes_dict.items():
-        here = fits[(fits["lam"] == lam) & (fits["problem"] == problem)]
-        text = "\n".join(f"{r.method}: {r.measured:.2f}" for r in here.itertuples())
-        ax.text(0.97, 0.03, "K2 order\n" + text, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-                bbox=dict(facecolor="white", alpha=0.8, lw=0))
+    annotate_orders(grid, fits, "K2 order")
     grid.set_axis_labels("learning rate h", "sup_k |x_k - x(kh)|")
     grid.figure.suptitle("K2: second-order modified equation against K1's flow (sup over the horizon)", y=1.02)
     save(grid.figure, output)

@@ -24,6 +24,15 @@ def log_axes(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def annotate_orders(grid, orders, title: str) -> None:
+    """Write the fitted orders (rows with method, lam, problem, measured) in each lam x problem panel."""
+    for (lam, problem), ax in grid.axes_dict.items():
+        here = orders[(orders["lam"] == lam) & (orders["problem"] == problem)]
+        text = "\n".join(f"{r.method}: {r.measured:.2f}" for r in here.itertuples())
+        ax.text(0.97, 0.03, f"{title}\n{text}", transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                bbox=dict(facecolor="white", alpha=0.8, lw=0))
+
+
 def save(fig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
