@@ -5,14 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 CONFIG ?= config/config.yaml
+# Working directory of the run: results/, logs/ and .snakemake/ are written under it.
+RESULTS ?= .
 STAMP := $(VENV)/.installed
 
-.PHONY: replicate test setup lint report clean
+.PHONY: replicate replicate-locked test setup lint report clean
 
-SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile $(CONFIG)
+SMK := $(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile $(CONFIG) --directory $(RESULTS)
 
+# An OS-level lock held for the whole run (released by the kernel when the run dies, even by SIGKILL): a second
+# `make replicate` in the same folder is refused instead of running the same jobs beside the first. Inside it,
+# releasing Snakemake's own lock (which a killed run leaves behind) is safe.
 replicate: $(STAMP)
-	@# A killed run leaves a stale lock; this command is also the documented way to resume one.
+	@mkdir -p $(RESULTS)
+	@flock --nonblock --conflict-exit-code 75 $(RESULTS)/.replicate.lock $(MAKE) --no-print-directory replicate-locked; \
+	rc=$$?; if [ $$rc -eq 75 ]; then echo "error: another 'make replicate' is running in $(RESULTS)" >&2; fi; exit $$rc
+
+replicate-locked: $(STAMP)
 	$(SMK) --unlock --quiet
 	$(SMK) --cores $(CORES)
 	$(SMK) --report results/report.html
@@ -32,4 +41,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf results logs .snakemake
+	cd $(RESULTS) && rm -rf results logs .snakemake .replicate.lock

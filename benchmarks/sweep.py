@@ -56,7 +56,6 @@ SEEDS = (0, 1, 2, 3, 4)
 # -- children -------------------------------------------------------------------------------------------
 
 def _requests(name: str, n_runs: int, quick: bool):
-    from momentum_ct.optim import coefficients
     from momentum_ct.problems import make_problem
     from momentum_ct.train.batched import RunRequest
     from momentum_ct.train.schedule import record_steps
@@ -71,8 +70,7 @@ def _requests(name: str, n_runs: int, quick: bool):
         h = cfg["h"] * 2.0 ** -(i // len(combos))  # beyond the combinations: same length, smaller h
         if seed not in problems:
             problems[seed] = make_problem(cfg["problem"], seed=seed, **cfg["options"])
-        step, lam_, a = coefficients(method, h, lam)
-        out.append(RunRequest(problems[seed], h, step, lam_, a, n_steps, record_steps(n_steps, n_records, dense),
+        out.append(RunRequest(problems[seed], method, h, lam, n_steps, record_steps(n_steps, n_records, dense),
                               cfg["batch_size"], seed))
     return out
 
@@ -119,8 +117,8 @@ def _child(job: dict) -> dict:
         else:
             single = run_functional if engine == "functional" else run_lightning
             for r in requests:
-                single(r.problem, h=r.h, step=r.step, lam=r.lam, a=r.a, n_steps=r.n_steps, record_at=r.record_at,
-                       batch_size=r.batch_size, seed=r.seed)
+                single(r.problem, method=r.method, hyperparameters=r.hyperparameters, h=r.h, lam=r.lam,
+                       n_steps=r.n_steps, record_at=r.record_at, batch_size=r.batch_size, seed=r.seed)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -158,7 +156,7 @@ def _clock_child(job: dict) -> dict:
     requests = []
     for spec in specs:
         problem = series_problem(spec)
-        requests += [RunRequest(problem, r["h"], r["step"], r["lam"], r["a"], r["n_steps"], r["record_at"],
+        requests += [RunRequest(problem, r["method"], r["h"], spec.lam, r["n_steps"], r["record_at"],
                                 spec.batch_size, spec.seed) for r in series_runs(spec)]
     groups: dict[float, list] = {}
     for r in requests:
@@ -166,8 +164,9 @@ def _clock_child(job: dict) -> dict:
     ways = {
         "lockstep": lambda: run_many(requests, device="cpu"),
         "groups_of_h": lambda: [run_many(g, device="cpu") for g in groups.values()],
-        "plain_loop": lambda: [run_functional(r.problem, h=r.h, step=r.step, lam=r.lam, a=r.a, n_steps=r.n_steps,
-                                              record_at=r.record_at, batch_size=r.batch_size, seed=r.seed)
+        "plain_loop": lambda: [run_functional(r.problem, method=r.method, hyperparameters=r.hyperparameters,
+                                              h=r.h, lam=r.lam, n_steps=r.n_steps, record_at=r.record_at,
+                                              batch_size=r.batch_size, seed=r.seed)
                                for r in requests],
     }
     out = dict(runs=len(requests), steps=sum(r.n_steps for r in requests),

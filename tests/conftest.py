@@ -40,15 +40,16 @@ class SnakemakeResult:
         return f"snakemake {' '.join(self.args)} -> exit {self.returncode}\n{self.output[-4000:]}"
 
 
-def run_snakemake(args, *, timeout: float, cwd: Path = REPO) -> SnakemakeResult:
+def run_snakemake(args, *, timeout: float, cwd: Path = REPO, env: dict[str, str] | None = None) -> SnakemakeResult:
     """Run ``python -m snakemake ARGS`` from the repository root with a hard timeout.
 
     The process gets its own session; on timeout the whole process group (Snakemake and its jobs)
-    is killed, so a hung run cannot outlive the test.
+    is killed, so a hung run cannot outlive the test. ``env``: variables added to the environment.
     """
     args = [str(a) for a in args]
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env=None if env is None else {**os.environ, **env})
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

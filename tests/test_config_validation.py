@@ -57,7 +57,13 @@ MALFORMED = {
     "lam_one": (lambda c: quad(c).update(lam=[0.5, 1.0]), ["['lam']", "1.0"]),
     "lam_negative": (lambda c: quad(c).update(lam=[-0.5]), ["['lam']", "-0.5"]),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
-                       ["experiments.k1_quadratic.methods", "'adam'", "valid methods: gd, gd_rescaled, hb, nag"]),
+                       ["experiments.k1_quadratic.methods", "'adam'",
+                        "valid methods: gd, gd_rescaled, hb, heavy_ball_family, nag"]),
+    "method_hyperparameter_not_a_number": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": "x"}]),
+                                           ["['methods']", "is not valid under any of the given schemas"]),
+    "bad_method_hyperparameter": (lambda c: quad(c).update(methods=["hb", {"name": "heavy_ball_family", "a": 1.5}]),
+                                  ["experiments.k1_quadratic.methods", "hyperparameter a must lie in [0, 1), got 1.5",
+                                   "valid hyperparameters: a"]),
     "unknown_problem": (lambda c: quad(c).update(problem="rosenbrock"),
                         ["experiments.k1_quadratic.problem", "'rosenbrock'", "valid problems:"]),
     "unknown_problem_option": (lambda c: quad(c)["problem_options"].update(conditon=5.0),
@@ -157,6 +163,22 @@ PACKAGE_ERRORS = {
                                r"conditon; valid options: dim, condition, lipschitz"),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
                        r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: gd, gd_rescaled"),
+    "unknown_method_hyperparameter": (lambda c: quad(c).update(methods=[{"name": "nag", "b": 0.3}]),
+                                      r"experiments\.k1_quadratic\.methods: method 'nag' has no hyperparameter\(s\) b; "
+                                      r"valid hyperparameters: none"),
+    "missing_method_hyperparameter": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family"}]),
+                                      r"experiments\.k1_quadratic\.methods: method 'heavy_ball_family' needs "
+                                      r"hyperparameter\(s\) a; valid hyperparameters: a"),
+    "bad_method_hyperparameter": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": -0.1}]),
+                                  r"experiments\.k1_quadratic\.methods: method 'heavy_ball_family': hyperparameter a "
+                                  r"must lie in \[0, 1\), got -0\.1; valid hyperparameters: a"),
+    "method_hyperparameter_not_a_number": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": True}]),
+                                           r"hyperparameter a must be a number, got True"),
+    "unknown_method_in_an_entry": (lambda c: quad(c).update(methods=[{"name": "adam", "beta": 0.9}]),
+                                   r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: gd, "),
+    "same_method_twice": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": 0.5},
+                                                            "heavy_ball_family(a=0.5)"]),
+                          r"experiments\.k1_quadratic\.methods: 'heavy_ball_family\(a=0\.5\)' is listed twice"),
     "unknown_claim": (lambda c: quad(c).update(claims=["K9"]),
                       r"experiments\.k1_quadratic\.claims: unknown claim 'K9'; valid claims: K1"),
     "lam_one": (lambda c: quad(c).update(lam=[1.0]),
@@ -182,6 +204,42 @@ def test_package_rejects_config(name):
         validate_config(config)
     with pytest.raises(ConfigError, match=pattern):
         expand_series(config)
+
+
+def test_methods_with_their_own_hyperparameters_become_labelled_series():
+    """``{name: heavy_ball_family, a: 0.3}`` passes the schema and becomes the series ``heavy_ball_family(a=0.3)``,
+    which trains with look-ahead 0.3; plain names keep their names."""
+    from snakemake.utils import validate
+
+    config = mutated(lambda c: quad(c).update(methods=["hb", {"name": "heavy_ball_family", "a": 0.3}]))
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    specs = [s for s in expand_series(config) if s.experiment == "k1_quadratic"]
+    assert [s.method for s in specs] == ["hb", "heavy_ball_family(a=0.3)"]
+    from momentum_ct.train.series import series_runs
+
+    (run, *_) = series_runs(specs[1])
+    assert run["columns"] == {"step": specs[1].h[0], "lam": 0.5, "a": 0.3}
+
+
+def test_lightning_engine_refuses_methods_outside_the_heavy_ball_family():
+    from momentum_ct.optim import Method, register_method, unregister_method
+
+    class Other(Method):  # never trained here: the config check refuses it first
+        name, description = "other_for_this_test", "a method outside the heavy-ball family"
+
+        def columns(self, h, lam):
+            return {"h": h}
+
+        init = step = iterate = record = columns
+
+    register_method(Other())
+    try:
+        config = mutated(lambda c: digits(c).update(methods=["other_for_this_test"], engine="lightning"))
+        with pytest.raises(ConfigError, match=r"experiments\.k4_digits_full\.methods: engine 'lightning' trains the "
+                                              r"heavy-ball family only, not method 'other_for_this_test'"):
+            validate_config(config)
+    finally:
+        unregister_method("other_for_this_test")
 
 
 def test_batch_table_rejects_zero_series_per_batch():

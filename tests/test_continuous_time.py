@@ -166,8 +166,8 @@ def test_k1_order_is_one_and_rescaling_factor_is_one_over_one_minus_lam(problem,
 
 ORDER = get_claim("K1").quantity("order")
 FACTOR = get_claim("K1").quantity("rescale_factor")
-GAP = get_claim("K4").quantity("max_gap_loss")
-SLOPE = get_claim("K4").quantity("gap_slope")
+GAP_ORDER = get_claim("K4").quantity("gap_order_loss")
+LAG = get_claim("K4").quantity("lag_ratio_accuracy")
 nan, inf = math.nan, math.inf
 
 
@@ -189,14 +189,15 @@ nan, inf = math.nan, math.inf
     (FACTOR, (10.0, 9.75, nan, nan, nan), NOT_SUPPORTED),
     (FACTOR, (10.0, 10.3, 10.1, 10.5, nan), INCONCLUSIVE),
     (FACTOR, (2.0, 2.05, nan, nan, nan), NOT_SUPPORTED),
-    # K4 gap: below 0.02
-    (GAP, (0.0, 0.01, nan, nan, nan), SUPPORTED),
-    (GAP, (0.0, 0.05, nan, nan, nan), NOT_SUPPORTED),
-    (GAP, (0.0, inf, nan, nan, nan), INCONCLUSIVE),
-    # K4 slope: above 0
-    (SLOPE, (0.0, 0.6, -0.2, 1.4, nan), SUPPORTED),
-    (SLOPE, (0.0, -0.5, -1.0, 0.1, nan), INCONCLUSIVE),
-    (SLOPE, (0.0, -0.5, -0.7, -0.3, nan), NOT_SUPPORTED),
+    # K4 gap order: 1 within 0.2, inside the asymptotic regime
+    (GAP_ORDER, (1.0, 0.96, 0.94, 0.99, 0.04), SUPPORTED),
+    (GAP_ORDER, (1.0, 0.83, 0.67, 0.99, 1.35), INCONCLUSIVE),  # fitted where h L/(1-lam)^2 > 0.05
+    (GAP_ORDER, (1.0, 0.5, 0.4, 0.6, 0.04), NOT_SUPPORTED),
+    (GAP_ORDER, (1.0, inf, nan, nan, 0.04), INCONCLUSIVE),
+    # K4 gap over its lag prediction: 1 within 25%, a count's interval may reach the band
+    (LAG, (1.0, 0.96, nan, nan, 0.02), SUPPORTED),
+    (LAG, (1.0, 1.43, 0.69, 2.64, 0.02), INCONCLUSIVE),
+    (LAG, (1.0, 1.43, 1.3, 1.6, 0.02), NOT_SUPPORTED),
 ])
 def test_verdict_logic(quantity, args, expected):
     assert quantity.verdict(*args) == expected, (quantity.name, args)
@@ -228,8 +229,8 @@ def hand_made_fits() -> pd.DataFrame:
         fit_row(method="nag", measured=0.6, ci_low=0.5, ci_high=0.7),
         fit_row(method="nag", lam=0.9, regime=0.5),
         fit_row(quantity="rescale_factor", predicted=2.0, measured=2.01, ci_low=nan, ci_high=nan, regime=nan),
-        fit_row(claim_id="K4", problem="digits_mlp", experiment="k4", quantity="max_gap_loss", predicted=0.0,
-                measured=0.5, ci_low=nan, ci_high=nan, regime=nan, note="full batch"),
+        fit_row(claim_id="K4", problem="digits_mlp", experiment="k4", quantity="lag_ratio_loss", predicted=1.0,
+                measured=0.5, ci_low=nan, ci_high=nan, regime=0.02, note="full batch"),
     ])
 
 
@@ -244,7 +245,7 @@ def test_judge_assigns_verdicts_and_contract_columns():
         ("K1", "nag", 0.5, "order"): NOT_SUPPORTED,
         ("K1", "nag", 0.9, "order"): INCONCLUSIVE,
         ("K1", "hb", 0.5, "rescale_factor"): SUPPORTED,
-        ("K4", "hb", 0.5, "max_gap_loss"): NOT_SUPPORTED,
+        ("K4", "hb", 0.5, "lag_ratio_loss"): NOT_SUPPORTED,
     }
     assert list(claims["claim_id"]) == sorted(claims["claim_id"])  # sorted by claim
 

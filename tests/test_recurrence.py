@@ -35,7 +35,8 @@ import torch
 
 from momentum_ct.errors import ConfigError
 from momentum_ct.optim import (
-    METHODS, MomentumRecurrence, coefficients, get_method, lookahead_point, momentum_step, velocity,
+    METHODS, MomentumRecurrence, Oracle, coefficients, get_method, lookahead_point, momentum_step, resolve_method,
+    velocity,
 )
 from momentum_ct.problems import make_problem
 from momentum_ct.train.functional_runner import run_functional
@@ -157,6 +158,74 @@ def test_nesterov_matches_torch_sgd_after_change_of_variables(problem_name, lam)
     assert_close(x_opt, x_torch, f"{problem_name} NAG lam={lam}: MomentumRecurrence")
 
 
+# --- the method protocol: the general member of the family, several look-aheads in one stacked state ----
+
+
+class FullGradient(Oracle):
+    """The problem's full-batch gradient, row by row (independent of the engines' oracles)."""
+
+    provides = frozenset({"grad"})
+
+    def __init__(self, problem):
+        self.problem = problem
+
+    def grad(self, points):
+        return torch.stack([self.problem.full_grad(p) for p in points])
+
+
+def protocol_family(problem, *, h, lam, looks, n_steps=N_STEPS):
+    """``x_k`` and ``m_k`` (``k = 0..n_steps``, one row per look-ahead ``a`` in ``looks``) of the member
+    ``heavy_ball_family`` through the protocol, all look-aheads stacked in one state."""
+    member = get_method("heavy_ball_family")
+    rows = [member.columns(h, lam, a=a) for a in looks]
+    columns = {k: torch.tensor([[r[k]] for r in rows], dtype=torch.float64) for k in rows[0]}
+    state = member.init(problem.x0.repeat(len(looks), 1), columns)
+    oracle = FullGradient(problem)
+    xs, ms = [], []
+    for k in range(n_steps + 1):
+        rec = member.record(state)
+        xs.append(rec["x"].clone())
+        ms.append(rec["m"].clone())
+        if k < n_steps:
+            state = member.step(state, k, oracle)
+    return torch.stack(xs, dim=1), torch.stack(ms, dim=1)  # runs x steps x dim
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.9])
+@pytest.mark.parametrize("problem_name", sorted(PROBLEMS))
+def test_protocol_family_matches_torch_sgd_and_the_scalar_recurrence(problem_name, lam):
+    """``heavy_ball_family`` with ``a = 0`` is torch's heavy ball, with ``a = lam`` torch's Nesterov (after the
+    change of variables above), and with an ``a`` torch does not offer it is the scalar recurrence; the three
+    look-aheads advance together in one stacked state."""
+    factory, h = PROBLEMS[problem_name]
+    problem = factory()
+    general = 0.3
+    x, m = protocol_family(problem, h=h, lam=lam, looks=(0.0, lam, general))
+    assert torch.isfinite(x).all()
+    p, b = torch_sgd(problem, h=h, lam=lam, nesterov=False)
+    assert_close(x[0], p, f"{problem_name} a=0 lam={lam}: x_k against torch's p_k")
+    assert_close(m[0], -b, f"{problem_name} a=0 lam={lam}: m_k against minus torch's buffer")
+    p, b = torch_sgd(problem, h=h, lam=lam, nesterov=True)
+    assert_close(x[1], p + h * lam * b, f"{problem_name} a=lam={lam}: x_k against torch's p_k + lr lam b_k")
+    assert_close(m[1], -b, f"{problem_name} a=lam={lam}: m_k against minus torch's buffer")
+    x_ref, m_ref = ours_functional(problem, h=h, lam=lam, a=general)
+    assert_close(x[2], x_ref, f"{problem_name} a={general} lam={lam}: x_k against the scalar recurrence")
+    assert_close(m[2], m_ref, f"{problem_name} a={general} lam={lam}: m_k against the scalar recurrence")
+    # the three look-aheads really give three trajectories
+    assert float((x[2] - x[0]).abs().max()) > 1e-6 and float((x[2] - x[1]).abs().max()) > 1e-6
+
+
+@pytest.mark.parametrize("a", [0.0, 0.3, 0.7])
+def test_protocol_family_matches_closed_form_for_any_lookahead(a):
+    problem = small_quadratic()
+    h, lam = 0.1, 0.5
+    steps = list(range(0, N_STEPS + 1, 7)) + [N_STEPS]
+    exact = quadratic_recurrence(problem, steps, h=h, lam=lam, a=a)
+    x, _ = protocol_family(problem, h=h, lam=lam, looks=(a,))
+    assert_close(x[0][steps], exact, f"heavy_ball_family a={a}: protocol against closed form")
+    assert np.linalg.norm(exact[-1] - problem.x0.numpy()) > 0.1
+
+
 # --- closed form on a quadratic -------------------------------------------------------------------
 
 CLOSED_FORM_CASES = [
@@ -242,8 +311,24 @@ def test_coefficients_reject_bad_hyperparameters(method, h, lam, match):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: gd, gd_rescaled, hb, nag"):
+    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: gd, gd_rescaled, hb, heavy_ball_family, "
+                                          r"nag$"):
         get_method("adam")
+
+
+def test_gd_ignores_lam_through_the_method_object_too():
+    """Regression: ``Method("gd").coefficients`` used to return the rescaled step ``h / (1 - lam)``."""
+    assert get_method("gd").coefficients(0.1, 0.5) == (0.1, 0.0, 0.0)
+    assert get_method("gd_rescaled").coefficients(0.1, 0.5) == (0.2, 0.0, 0.0)
+    assert get_method("gd").columns(0.1, 0.9) == {"step": 0.1, "lam": 0.0, "a": 0.0}
+
+
+def test_family_member_with_lookahead_hyperparameter():
+    assert coefficients("heavy_ball_family(a=0.3)", 0.1, 0.5) == (0.1, 0.5, 0.3)
+    spec = resolve_method({"name": "heavy_ball_family", "a": 0.3})
+    assert spec.label == "heavy_ball_family(a=0.3)" and resolve_method(spec.label) == spec
+    assert get_method(spec.label) is METHODS["heavy_ball_family"] and get_method(spec.label).uses_momentum
+    assert spec.columns(0.1, 0.5) == {"step": 0.1, "lam": 0.5, "a": 0.3}
 
 
 # --- Lightning path against the functional path --------------------------------------------------
@@ -265,16 +350,15 @@ def restore_torch_determinism():
 
 @pytest.mark.usefixtures("restore_torch_determinism")
 @pytest.mark.parametrize("batch_size", [None, 32], ids=["full", "minibatch"])
-@pytest.mark.parametrize("method", ["hb", "nag"])
+@pytest.mark.parametrize("method", ["hb", "nag", "heavy_ball_family(a=0.3)"])
 @pytest.mark.parametrize("problem_name", sorted(LIGHTNING_PROBLEMS))
 def test_lightning_matches_functional(problem_name, method, batch_size):
     from momentum_ct.train.lightning_system import run_lightning
 
     factory, h = LIGHTNING_PROBLEMS[problem_name]
     problem = factory()
-    step, lam, a = coefficients(method, h, 0.5)
     n_steps = 40
-    kwargs = dict(h=h, step=step, lam=lam, a=a, n_steps=n_steps, record_at=record_steps(n_steps, 8, 5),
+    kwargs = dict(method=method, h=h, lam=0.5, n_steps=n_steps, record_at=record_steps(n_steps, 8, 5),
                   batch_size=batch_size, seed=3)
     ref = run_functional(problem, **kwargs).columns()
     got = run_lightning(problem, **kwargs).columns()

@@ -10,14 +10,21 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from . import plugins as plugin_loader
 from .claims import judge as judge_mod
 from .claims import measures
+from .claims.registry import get_claim
 from .ct.integrate import OdeOptions
 from .io import read_json, read_table, read_trajectory, write_json, write_table
 from .train.batch import write_batch
 from .train.series import SeriesSpec
 
 log = logging.getLogger("momentum_ct")
+
+
+def load_plugins(plugins: Iterable[str] = ()) -> None:
+    """Register a config's plug-ins in this process (paths already resolved by the workflow)."""
+    plugin_loader.load(list(plugins))
 
 
 def train(specs: list[dict[str, Any]], trajectory: str, meta: str) -> None:
@@ -41,19 +48,31 @@ def measure(claim_id: str, trajectories: list[str], metas: list[str], prediction
             b["info"] = read_json(infos[i], ["series"])
         batches.append(b)
     fit_table, point_table = measures.measure(claim_id, batches, options)
-    Path(fits).parent.mkdir(parents=True, exist_ok=True)
-    fit_table.to_csv(fits, index=False)
-    point_table.to_csv(points, index=False)
+    _write_csv(fit_table, fits)
+    _write_csv(point_table, points)
 
 
 def judge(fits: Iterable[str], claims_csv: str, claims_md: str) -> None:
     table = pd.concat([pd.read_csv(f) for f in fits], ignore_index=True)
     claims = judge_mod.judge(table)
-    claims.to_csv(claims_csv, index=False)
-    Path(claims_md).write_text(judge_mod.to_markdown(claims))
+    _write_csv(claims, claims_csv)
+    _write_text(judge_mod.to_markdown(claims), claims_md)
 
 
-def draw(figure: str, inputs: dict[str, str], output: str) -> None:
-    from .plots import FIGURES
+def draw(claim_id: str, figure: str, inputs: dict[str, Any], output: str) -> None:
+    """Draw one of a claim's figures (``Claim.figures``) from its inputs."""
+    claim = get_claim(claim_id)
+    claim.figure(figure).function()(inputs, output, claim)
 
-    FIGURES[figure](inputs, output)
+
+def _write_text(text: str, path: str) -> None:
+    """Write under a temporary name and rename: an interrupted stage never leaves a half file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+
+
+def _write_csv(table: pd.DataFrame, path: str) -> None:
+    _write_text(table.to_csv(index=False), path)

@@ -11,14 +11,11 @@ import pandas as pd
 
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
-from .optim import METHODS, check_hyperparameters
+from .optim import check_hyperparameters, resolve_method
 from .problems import PROBLEMS, check_problem_options
-from .train.series import BATCHED_ENGINES, SeriesSpec
+from .train.series import BATCHED_ENGINES, SeriesSpec, check_engine
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
-
-# Claims judged on curves rather than on orders of convergence: the only ones float32 may serve.
-FLOAT32_CLAIMS = {"K4"}
 
 
 def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
@@ -42,6 +39,31 @@ def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
     return tuple(sorted(grid, reverse=True))
 
 
+def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
+    """The series labels of an experiment's ``methods`` list, checked.
+
+    An entry is a registered name (``hb``), or a mapping naming a method with values of its own
+    hyperparameters (``{name: heavy_ball_family, a: 0.3}``), or that mapping's label
+    (``heavy_ball_family(a=0.3)``). Each becomes its label, the series key ``method``.
+
+    Raises:
+        ConfigError: unknown method or bad hyperparameters (naming the key and the valid ones), two entries
+            with the same label, or a method the experiment's engine cannot train.
+    """
+    labels: list[str] = []
+    engine = exp.get("engine", "functional")
+    for entry in exp["methods"]:
+        try:
+            spec = resolve_method(entry)
+            check_engine(spec.method, engine)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.methods: {err}") from None
+        if spec.label in labels:
+            raise ConfigError(f"{where}.methods: {spec.label!r} is listed twice")
+        labels.append(spec.label)
+    return labels
+
+
 def validate_config(config: dict[str, Any]) -> None:
     """Registry-level checks, each naming the offending key; raises ``ConfigError``."""
     experiments = config.get("experiments") or {}
@@ -55,9 +77,7 @@ def validate_config(config: dict[str, Any]) -> None:
             check_problem_options(exp["problem"], exp.get("problem_options", {}))
         except ConfigError as err:
             raise ConfigError(f"{where}.problem_options: {err}") from None
-        for m in exp["methods"]:
-            if m not in METHODS:
-                raise ConfigError(f"{where}.methods: " + str(unknown_name("method", m, METHODS)))
+        method_labels(exp, where)
         for c in exp.get("claims", []):
             if c not in CLAIMS:
                 raise ConfigError(f"{where}.claims: " + str(unknown_name("claim", c, CLAIMS)))
@@ -72,18 +92,19 @@ def validate_config(config: dict[str, Any]) -> None:
         if device == "cuda" and engine not in BATCHED_ENGINES:
             raise ConfigError(f"{where}.device: only the batched engine runs on cuda; "
                               f"engine {engine!r} runs on the cpu")
-        if exp.get("dtype", "float64") != "float64":
-            other = sorted(set(exp.get("claims", [])) - FLOAT32_CLAIMS)
-            if other:
-                raise ConfigError(f"{where}.dtype: claim(s) {', '.join(other)} measure orders of convergence, "
-                                  f"which need float64; float32 serves only {', '.join(sorted(FLOAT32_CLAIMS))}")
+        dtype = exp.get("dtype", "float64")
+        refused = sorted(c for c in exp.get("claims", []) if dtype not in CLAIMS[c].dtypes)
+        if refused:
+            raise ConfigError(f"{where}.dtype: claim(s) {', '.join(refused)} cannot be judged on {dtype} "
+                              f"trajectories (orders of convergence need float64); claims that accept {dtype}: "
+                              f"{', '.join(sorted(c for c, claim in CLAIMS.items() if dtype in claim.dtypes)) or 'none'}")
 
 
 def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
     validate_config(config)
     out = []
     for name, exp in config["experiments"].items():
-        for method in exp["methods"]:
+        for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
                 for seed in exp.get("seeds", [0]):
                     out.append(SeriesSpec(

@@ -1,6 +1,8 @@
 # Workflow glue: config validation at parse time, the sweep table, input functions.
-# Numerical code lives in the momentum_ct package; nothing here computes.
-import pandas as pd
+# Numerical code lives in the momentum_ct package; nothing here computes, and no claim, problem or
+# method is named here: the package's plan (registries, plug-ins) says what to build.
+import os
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
 
@@ -8,27 +10,33 @@ from snakemake.utils import Paramspace, validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 from momentum_ct.errors import ConfigError
-from momentum_ct.sweep import batch_table
+from momentum_ct.plan import make_plan
 from momentum_ct.train.batch import estimate_memory_mb
-from momentum_ct.claims.measures import PREDICTORS
 
 # One environment serves every rule (used with --software-deployment-method conda).
 CONDA_ENV = "../../environment.yml"
 
+# Plug-in paths are relative to the folder of the config file that names them.
+CONFIG_DIR = os.path.dirname(os.path.abspath(workflow.configfiles[-1])) if workflow.configfiles else os.getcwd()
+
 try:
-    SWEEP = batch_table(config)
+    PLAN = make_plan(config, CONFIG_DIR)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 
+SWEEP = PLAN.sweep
 BATCHES = Paramspace(SWEEP[["experiment", "batch"]].drop_duplicates().reset_index(drop=True))
-CLAIMS = sorted({c for exp in config["experiments"].values() for c in exp.get("claims", [])})
-PREDICTED_CLAIMS = [c for c in CLAIMS if c in PREDICTORS]
+CLAIMS = PLAN.claims
+PREDICTED_CLAIMS = PLAN.predicted_claims()
+# Jobs load the plug-ins themselves; relative paths keep the parameters independent of where the project lies.
+PLUGINS = [os.path.relpath(p.path) for p in PLAN.plugins]
 
 
 wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
     batch="[0-9]+",
     claim="[A-Z][A-Za-z0-9]*",
+    figure="[a-z0-9_]+",
 
 
 def batch_dir(experiment, batch):
@@ -37,19 +45,21 @@ def batch_dir(experiment, batch):
 
 def batches_of_claim(claim):
     """(experiment, batch) pairs of the experiments that carry a claim."""
-    rows = SWEEP[SWEEP["claims"].str.split(",").apply(lambda cs: claim in cs)]
+    rows = SWEEP[SWEEP["experiment"].isin(PLAN.experiments_of(claim))]
     return rows[["experiment", "batch"]].drop_duplicates().itertuples(index=False)
 
 
+def batch_rows(wildcards):
+    return SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["batch"] == int(wildcards.batch))]
+
+
 def get_batch_specs(wildcards):
-    rows = SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["batch"] == int(wildcards.batch))]
-    return [spec.as_dict() for spec in rows["spec"]]
+    return [spec.as_dict() for spec in batch_rows(wildcards)["spec"]]
 
 
 def get_train_mem_mb(wildcards):
     """Memory of a training job on its first attempt: at least 2 GB, more for batches recording many rows."""
-    rows = SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["batch"] == int(wildcards.batch))]
-    return max(2000, estimate_memory_mb(list(rows["spec"])))
+    return max(2000, estimate_memory_mb(list(batch_rows(wildcards)["spec"])))
 
 
 def get_measure_inputs(wildcards):
@@ -68,27 +78,36 @@ def measure_options():
     return dict(config.get("measure", {}))
 
 
-def experiments_of_claim(claim):
-    return sorted({e for e, _ in batches_of_claim(claim)})
-
-
 def get_experiment_trajectories(wildcards):
     rows = SWEEP[SWEEP["experiment"] == wildcards.experiment]
     return [f"results/runs/{batch_dir(wildcards.experiment, b)}/trajectory.parquet" for b in sorted(set(rows["batch"]))]
 
 
-# Figures drawn from a claim's measure tables: claim -> figure names.
-CLAIM_FIGURES = {
-    "K1": ["k1_error_vs_h", "k1_rescale_factor"],
-    "K2": ["k2_error_vs_h", "k2_error_ratio", "k2_error_in_time"],
-    "K3": ["k3_manifold_distance", "k3_contraction", "k3_phase_portrait", "k3_modified_loss", "k3_formula_table"],
-    "K4": ["k4_gap_vs_h"],
-}
+# Fingerprints of the package code (and plug-ins) each job runs: editing it reruns the job.
+def get_train_code(wildcards):
+    return PLAN.train_code(wildcards.experiment)
+
+
+def get_predict_code(wildcards):
+    return PLAN.claim_code(wildcards.claim, "predict")
+
+
+def get_measure_code(wildcards):
+    return PLAN.claim_code(wildcards.claim, "measure")
+
+
+def get_draw_code(wildcards):
+    return PLAN.draw_code(wildcards.claim, wildcards.figure)
+
+
+def get_caption(wildcards):
+    return PLAN.caption(wildcards.claim, wildcards.figure)
 
 
 def get_final_outputs():
     outputs = ["results/claims.csv", "results/claims.md"]
-    outputs += [f"results/figures/{c}/{f}.png" for c in CLAIMS for f in CLAIM_FIGURES.get(c, [])]
-    if "K4" in CLAIMS:
-        outputs += [f"results/figures/K4/k4_curves_{e}.png" for e in experiments_of_claim("K4")]
+    for c in CLAIMS:
+        outputs += [f"results/figures/{c}/{f}.png" for f in PLAN.figures(c, "measures")]
+        outputs += [f"results/figures/{c}/{e}/{f}.png" for f in PLAN.figures(c, "trajectories")
+                    for e in PLAN.experiments_of(c)]
     return outputs

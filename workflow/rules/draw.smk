@@ -5,10 +5,13 @@ rule draw_claim_figure:
     output:
         report(
             "results/figures/{claim}/{figure}.png",
-            # A caption path cannot hold wildcards: one template picks the text by figure.
-            caption="../report/claim_figure.rst",
+            caption="../report/figure.rst",
             category="{claim}",
         ),
+    params:
+        caption=get_caption,
+        plugins=PLUGINS,
+        code=get_draw_code,
     conda:
         CONDA_ENV
     log:
@@ -16,28 +19,30 @@ rule draw_claim_figure:
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 15 * attempt,
-    wildcard_constraints:
-        figure="(?!k4_curves)[a-z0-9_]+",
     script:
         "../scripts/draw_figure.py"
 
 
-rule draw_k4_curves:
+rule draw_experiment_figure:
     input:
         trajectories=get_experiment_trajectories,
     output:
         report(
-            "results/figures/K4/k4_curves_{experiment}.png",
-            caption="../report/k4_curves.rst",
-            category="K4",
-            labels={"experiment": "{experiment}"},
+            "results/figures/{claim}/{experiment}/{figure}.png",
+            caption="../report/figure.rst",
+            category="{claim}",
+            labels={"experiment": "{experiment}", "figure": "{figure}"},
         ),
+    params:
+        caption=get_caption,
+        plugins=PLUGINS,
+        code=get_draw_code,
     conda:
         CONDA_ENV
     log:
-        "logs/draw/K4/k4_curves_{experiment}.log",
+        "logs/draw/{claim}/{experiment}/{figure}.log",
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 15 * attempt,
     script:
-        "../scripts/draw_k4_curves.py"
+        "../scripts/draw_experiment_figure.py"

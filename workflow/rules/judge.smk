@@ -8,6 +8,9 @@ rule judge_claims:
             caption="../report/claims.rst",
             category="Claims",
         ),
+    params:
+        plugins=PLUGINS,
+        code=PLAN.judge_code(),
     conda:
         CONDA_ENV
     log:

@@ -6,6 +6,8 @@ rule measure_claim:
         points="results/measures/{claim}_points.csv",
     params:
         options=measure_options(),
+        plugins=PLUGINS,
+        code=get_measure_code,
     conda:
         CONDA_ENV
     log:

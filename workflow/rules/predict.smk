@@ -7,6 +7,8 @@ rule predict_batch:
         info=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.json",
     params:
         ode=config["ode"],
+        plugins=PLUGINS,
+        code=get_predict_code,
     conda:
         CONDA_ENV
     log:

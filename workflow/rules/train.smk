@@ -4,6 +4,8 @@ rule train_batch:
         meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
     params:
         specs=get_batch_specs,
+        plugins=PLUGINS,
+        code=get_train_code,
     conda:
         CONDA_ENV
     log:

@@ -1,4 +1,6 @@
-"""Claims registry, the measurements behind each claim, and the judge."""
-from .registry import CLAIMS, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Quantity, get_claim
+"""Claims: the registry of what is predicted, how it is measured and judged, and the judge itself."""
+from .registry import (CLAIMS, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Figure, Quantity, get_claim,
+                       register_claim)
 
-__all__ = ["CLAIMS", "Claim", "INCONCLUSIVE", "NOT_SUPPORTED", "Quantity", "SUPPORTED", "get_claim"]
+__all__ = ["CLAIMS", "Claim", "Figure", "INCONCLUSIVE", "NOT_SUPPORTED", "Quantity", "SUPPORTED", "get_claim",
+           "register_claim"]

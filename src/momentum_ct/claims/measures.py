@@ -1,4 +1,4 @@
-"""Dispatch from claim ids to their prediction and measurement functions."""
+"""From a claim's registry entry to its predictions and measurements over the batches of a sweep."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -8,12 +8,8 @@ import pandas as pd
 from ..ct.integrate import OdeOptions
 from ..train.batch import SERIES_KEYS
 from ..train.series import SeriesSpec
-from . import k1, k2, k3, k4
+from .claim import Claim
 from .registry import get_claim
-
-# claim id -> predict(series_traj, series_meta, ode) -> (columns, info); claims without an entry need no prediction
-PREDICTORS: dict[str, Callable] = {"K1": k1.predict, "K2": k2.predict, "K3": k3.predict}
-SERIES_MEASURES: dict[str, Callable] = {"K1": k1.measure, "K2": k2.measure, "K3": k3.measure}
 
 
 def series_of(traj: pd.DataFrame, meta: dict[str, Any]):
@@ -25,23 +21,25 @@ def series_of(traj: pd.DataFrame, meta: dict[str, Any]):
         yield key, traj[mask].reset_index(drop=True), series_meta
 
 
-def measure_series_claim(claim_id: str, batches: list[dict], options: dict[str, Any]):
-    """For claims judged series by series against a prediction (K1, K2, K3)."""
-    fn = SERIES_MEASURES[claim_id]
+def measure_series_claim(claim: Claim, batches: list[dict], options: dict[str, Any]):
+    """Claims judged series by series, against a prediction when the claim makes one."""
     rows, points = [], []
     for b in batches:
-        infos = {tuple(i["key"]): i for i in b["info"]["series"]}
+        infos = {tuple(i["key"]): i for i in b["info"]["series"]} if "info" in b else {}
         for key, traj, meta in series_of(b["traj"], b["meta"]):
-            mask = (b["pred"]["method"] == key[0]) & (b["pred"]["lam"] == key[1]) & (b["pred"]["seed"] == key[2])
-            r, p = fn(traj, b["pred"][mask].reset_index(drop=True), infos[key], meta, **options)
+            if "pred" in b:
+                mask = (b["pred"]["method"] == key[0]) & (b["pred"]["lam"] == key[1]) & (b["pred"]["seed"] == key[2])
+                pred, info = b["pred"][mask].reset_index(drop=True), infos[key]
+            else:
+                pred, info = None, None
+            r, p = claim.measure(traj, pred, info, meta, **options)
             rows += r
             points.append(p)
     return rows, points
 
 
-def measure_experiment_claim(claim_id: str, batches: list[dict], options: dict[str, Any]):
-    """For claims that compare methods within an experiment (K4)."""
-    fn = {"K4": k4.measure}[claim_id]
+def measure_experiment_claim(claim: Claim, batches: list[dict], options: dict[str, Any]):
+    """Claims that compare the series of an experiment with one another (methods against methods)."""
     by_experiment: dict[str, list] = {}
     for b in batches:
         for key, traj, meta in series_of(b["traj"], b["meta"]):
@@ -50,19 +48,18 @@ def measure_experiment_claim(claim_id: str, batches: list[dict], options: dict[s
     for exp, items in sorted(by_experiment.items()):
         traj = pd.concat([t for _, t, _ in items], ignore_index=True)
         specs = {k: SeriesSpec.from_dict(m["spec"]) for k, _, m in items}
-        r, p = fn(traj, specs, confidence=options.get("confidence", 0.95))
+        r, p = claim.measure(traj, specs, **options)
         rows += r
         points.append(p)
     return rows, points
 
 
-MEASURES: dict[str, Callable] = {"K1": measure_series_claim, "K2": measure_series_claim, "K3": measure_series_claim,
-                                 "K4": measure_experiment_claim}
+SCOPES: dict[str, Callable] = {"series": measure_series_claim, "experiment": measure_experiment_claim}
 
 
 def measure(claim_id: str, batches: list[dict], options: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    get_claim(claim_id)
-    rows, points = MEASURES[claim_id](claim_id, batches, options)
+    claim = get_claim(claim_id)
+    rows, points = SCOPES[claim.scope](claim, batches, options)
     points = pd.concat(points, ignore_index=True) if points else pd.DataFrame()
     return pd.DataFrame(rows), points
 
@@ -71,7 +68,9 @@ def predict_batch(claim_id: str, traj: pd.DataFrame, meta: dict[str, Any], ode: 
     """Predictions for every series of a batch: ``(columns with series keys, info)``."""
     from ..io import concat_columns
 
-    fn = PREDICTORS[claim_id]
+    fn = get_claim(claim_id).predict
+    if fn is None:
+        raise ValueError(f"claim {claim_id} makes no prediction")
     parts, infos = [], []
     for key, series_traj, series_meta in series_of(traj, meta):
         columns, info = fn(series_traj, series_meta, ode)

@@ -1,7 +1,9 @@
-"""Pure functional form of the recurrence: state in, state out, so it can be vmapped.
+"""The recurrence for one run with scalar coefficients: state in, state out, so it can be vmapped.
 
 The state is ``(x_k, x_{k-1})``; the method's velocity variable is ``m_k = (x_k - x_{k-1}) / h``.
-Starting with ``x_{-1} = x_0`` is the convention of SCIENCE.md 1.1.
+Starting with ``x_{-1} = x_0`` is the convention of SCIENCE.md 1.1. The engines go through the method
+protocol (``heavy_ball.HeavyBallFamily``, stacked over runs); this scalar form is a second, independent
+statement of the same recurrence that the tests hold the protocol to.
 """
 from __future__ import annotations
 

@@ -3,12 +3,17 @@
 Unlike ``torch.optim.SGD(nesterov=True)``, the parameter tensors always hold ``x_k`` of the
 recurrence, never the look-ahead point: ``step`` moves them to the look-ahead point, evaluates the
 closure there (for NAG a closure is required), and moves them on to ``x_{k+1}``.
+
+It serves the heavy-ball family only; ``for_method`` takes ``(lr, momentum, lookahead)`` from a member.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from .methods import check_hyperparameters
+from ..errors import ConfigError
+from .heavy_ball import HeavyBallFamily, check_hyperparameters
 
 
 class MomentumRecurrence(torch.optim.Optimizer):
@@ -26,6 +31,22 @@ class MomentumRecurrence(torch.optim.Optimizer):
         if not (0.0 <= lookahead < 1.0):
             raise ValueError(f"lookahead a must lie in [0, 1), got {lookahead}")
         super().__init__(params, dict(lr=lr, momentum=momentum, lookahead=lookahead))
+
+    @classmethod
+    def for_method(cls, params, method: Any, *, h: float, lam: float, **hyperparameters: float) -> "MomentumRecurrence":
+        """The optimizer of a heavy-ball family member (a name, label, ``Method`` or ``MethodSpec``) at nominal
+        ``h`` and ``lam``: the member's ``coefficients`` give ``(lr, momentum, lookahead)``.
+
+        Raises:
+            ConfigError: the method is not in the heavy-ball family, or bad hyperparameters.
+        """
+        from .methods import resolve_method
+
+        spec = resolve_method(method, hyperparameters)
+        if not isinstance(spec.method, HeavyBallFamily):
+            raise ConfigError(f"MomentumRecurrence iterates the heavy-ball family only, not method {spec.name!r}")
+        step, momentum, a = spec.method.coefficients(h, lam, **spec.hyperparameters)
+        return cls(params, lr=step, momentum=momentum, lookahead=a)
 
     def _previous(self, p: torch.Tensor) -> torch.Tensor:
         state = self.state[p]

@@ -5,12 +5,15 @@ errors agree), so every series has its own colour and dash, thick solid lines un
 """
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..claims.k2 import MODELS, lag_ratio, transient_steps
+from ..claims.claim import Claim
 from .style import annotate_orders, log_axes, save, setup
 
 # (model, method) -> line style; drawn in this order, so thin lines lie on thick ones
@@ -22,6 +25,8 @@ SERIES = {
     ("second_order_hessian", "nag"): dict(color="C3", lw=1.6, ls=(0, (1, 1.5)), marker="+",
                                           label="K2 unsubstituted (Hessian) form, nag"),
 }
+SERIES_METHODS = {method for _, method in SERIES}
+MODEL_LABELS = {"rescaled_flow": "K1 flow", "second_order": "K2", "second_order_hessian": "K2 unsubstituted form"}
 
 
 def _points(inputs) -> pd.DataFrame:
@@ -35,11 +40,23 @@ def _with_k1(sup: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([k1, sup], ignore_index=True)
 
 
+def _styles(data) -> dict:
+    """``SERIES`` for the package's methods; every other (model, method) in ``data`` (a plug-in's method) gets a
+    style of its own after them, so no series is left out."""
+    styles = {key: s for key, s in SERIES.items() if ((data["model"] == key[0]) & (data["method"] == key[1])).any()}
+    others = sorted(set(zip(data["model"], data["method"])) - set(SERIES))
+    for j, (model, method) in enumerate(others):
+        styles[(model, method)] = dict(color=f"C{(4 + j) % 10}", lw=1.2, ls="-.", marker="^",
+                                       label=f"{MODEL_LABELS.get(model, model)}, {method}")
+    return styles
+
+
 def _draw(grid, data, x, y, markers: bool) -> None:
     """Every series in its own style, on a grid with rows ``lam`` and columns ``problem``."""
+    styles = _styles(data)
     for (lam, problem), ax in grid.axes_dict.items():
         here = data[(data["lam"] == lam) & (data["problem"] == problem)]
-        for (model, method), style in SERIES.items():
+        for (model, method), style in styles.items():
             r = here[(here["model"] == model) & (here["method"] == method)].sort_values(x)
             if r.empty:
                 continue
@@ -47,12 +64,11 @@ def _draw(grid, data, x, y, markers: bool) -> None:
             ax.plot(r[x], r[y], ms=4, **kw)
         log_axes(ax)
         ax.set_title(f"{problem}, lam={lam:g}")
-    handles = [plt.Line2D([], [], ms=4, **s) for (m, meth), s in SERIES.items()
-               if ((data["model"] == m) & (data["method"] == meth)).any()]
+    handles = [plt.Line2D([], [], ms=4, **s) for s in styles.values()]
     grid.figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
-def error_vs_h(inputs: dict[str, str], output: str) -> None:
+def error_vs_h(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Sup error over the horizon against h, K1's flow and K2's model(s), one panel per problem and lam."""
     setup()
     data = _with_k1(_points(inputs).query("kind == 'sup' and window == 'horizon'"))
@@ -65,7 +81,7 @@ def error_vs_h(inputs: dict[str, str], output: str) -> None:
     save(grid.figure, output)
 
 
-def error_in_time(inputs: dict[str, str], output: str) -> None:
+def error_in_time(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Distance to K1's flow and to K2's model along the finest run against the step k, transient marked."""
     setup()
     curves = _points(inputs).query("kind == 'curve' and step > 0")
@@ -79,7 +95,7 @@ def error_in_time(inputs: dict[str, str], output: str) -> None:
     save(grid.figure, output)
 
 
-def error_ratio(inputs: dict[str, str], output: str) -> None:
+def error_ratio(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """K2's sup error over K1's at the finest h against lam, horizon and transient, with the lag estimate."""
     setup()
     sup = _points(inputs).query("kind == 'sup'")
@@ -87,14 +103,15 @@ def error_ratio(inputs: dict[str, str], output: str) -> None:
     problems = list(dict.fromkeys(finest["problem"]))
     fig, axes = plt.subplots(1, len(problems), figsize=(3.3 * len(problems), 3.0), sharey=True, squeeze=False)
     lams = np.linspace(0.35, 0.97, 125)
-    keys = [k for k in SERIES
-            if k[0] != "rescaled_flow" and ((finest["model"] == k[0]) & (finest["method"] == k[1])).any()]
+    styles = _styles(finest)
+    keys = [k for k in styles if k[0] != "rescaled_flow"]
     for ax, problem in zip(axes.flat, problems):
         here = finest[finest["problem"] == problem]
         for j, (model, method) in enumerate(keys):
-            style = SERIES[(model, method)]
-            est = np.array([lag_ratio(method, lam, model) for lam in lams])
-            ax.plot(lams, np.where(est > 0, est, np.nan), color=style["color"], lw=0.8, ls=":")
+            style = styles[(model, method)]
+            if method in SERIES_METHODS:  # the lag estimate needs the method's look-ahead as a function of lam
+                est = np.array([lag_ratio(method, lam, model) for lam in lams])
+                ax.plot(lams, np.where(est > 0, est, np.nan), color=style["color"], lw=0.8, ls=":")
             r = here[(here["model"] == model) & (here["method"] == method)]
             for window, fill in (("horizon", style["color"]), ("transient", "none")):
                 w = r[r["window"] == window].sort_values("lam")
@@ -106,7 +123,7 @@ def error_ratio(inputs: dict[str, str], output: str) -> None:
         ax.set(title=problem, xlabel="momentum lam", xlim=(0.4, 0.97))
         ax.set_ylim(max(ax.get_ylim()[0], 0.3 * finest["ratio"].min()), 2.0)
     axes.flat[0].set_ylabel("K2 error / K1 error (finest h)")
-    handles = [plt.Line2D([], [], color=SERIES[k]["color"], marker="o", ls="", label=SERIES[k]["label"]) for k in keys]
+    handles = [plt.Line2D([], [], color=styles[k]["color"], marker="o", ls="", label=styles[k]["label"]) for k in keys]
     handles += [plt.Line2D([], [], color="grey", marker="o", ls="", label="sup over the horizon"),
                 plt.Line2D([], [], color="grey", marker="s", mfc="none", ls="", label="sup over the transient"),
                 plt.Line2D([], [], color="grey", ls=":", label="constant-gradient lag estimate")]

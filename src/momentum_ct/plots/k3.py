@@ -2,15 +2,17 @@
 of the 2-D toy, and the competing modified losses."""
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..claims.k3 import FORMULAS, PAPER
-from .style import METHOD_ORDER, log_axes, save, setup
+from ..claims.claim import Claim
+from .style import log_axes, method_order, save, setup
 
-MOMENTUM = [m for m in METHOD_ORDER if m in ("hb", "nag")]
 FORMULA_LABELS = {"kovachki_stuart": "F_h (Kovachki & Stuart)", "flow": "f (K1 flow)",
                   "barrett_dherin": "Barrett & Dherin", "ghosh": "Ghosh et al. (HB form)",
                   "from_start": "F_h from x_0 (through transient)"}
@@ -21,7 +23,7 @@ def _points(inputs, kind: str) -> pd.DataFrame:
     return points[points["kind"] == kind].copy()
 
 
-def manifold_distance(inputs: dict[str, str], output: str) -> None:
+def manifold_distance(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """|m_k - phi(x_k)| against k at the finest h, leading-order and corrected manifold, lam^k for reference."""
     setup()
     d = _points(inputs, "distance")
@@ -29,7 +31,7 @@ def manifold_distance(inputs: dict[str, str], output: str) -> None:
     d = d[d["distance"] > 0]
     grid = sns.relplot(data=d, x="step", y="distance", hue="manifold", style="method", col="problem", row="lam",
                        kind="line", hue_order=["leading", "corrected"],
-                       style_order=[m for m in MOMENTUM if m in set(d["method"])], units="seed", estimator=None,
+                       style_order=method_order(d["method"]), units="seed", estimator=None,
                        facet_kws=dict(sharex=False, sharey=False), height=2.6, aspect=1.3)
     for (lam, problem), ax in grid.axes_dict.items():
         ax.set_yscale("log")
@@ -43,27 +45,29 @@ def manifold_distance(inputs: dict[str, str], output: str) -> None:
     save(grid.figure, output)
 
 
-def contraction(inputs: dict[str, str], output: str) -> None:
-    """Fitted per-step contraction ratio over lam against h, per problem; band: the 5% tolerance."""
+def contraction(inputs: dict[str, Any], output: str, claim: Claim) -> None:
+    """Fitted per-step contraction ratio over lam against h, per problem; band: the tolerance."""
     setup()
+    quantity = claim.quantity("contraction_ratio")
     c = _points(inputs, "contraction")
     c = c[np.isfinite(c["ratio"])].copy()
     c["ratio / lam"] = c["ratio"] / c["lam"]
     c["series"] = c["method"] + ", " + c["manifold"]
-    order = [f"{m}, {k}" for m in MOMENTUM for k in ("leading", "corrected") if f"{m}, {k}" in set(c["series"])]
+    order = [f"{m}, {k}" for m in method_order(c["method"]) for k in ("leading", "corrected") if f"{m}, {k}" in set(c["series"])]
     grid = sns.relplot(data=c, x="h", y="ratio / lam", hue="series", style="lam", col="problem", kind="line",
                        marker="o", hue_order=order, units="seed", estimator=None, height=3.0, aspect=1.1,
                        facet_kws=dict(sharex=False, sharey=True))
     for ax in grid.axes.flat:
         ax.set_xscale("log")
-        ax.axhspan(0.95, 1.05, color="grey", alpha=0.15, lw=0)
+        ax.axhspan(1.0 - quantity.tolerance, 1.0 + quantity.tolerance, color="grey", alpha=0.15, lw=0)
         ax.axhline(1.0, color="grey", ls=":", lw=1)
     grid.set_axis_labels("learning rate h", "fitted ratio / lam")
-    grid.figure.suptitle("K3: contraction towards the manifold, per step, over lam (band: 5% tolerance)", y=1.03)
+    grid.figure.suptitle("K3: contraction towards the manifold, per step, over lam "
+                        f"(band: {quantity.tolerance_text} tolerance)", y=1.03)
     save(grid.figure, output)
 
 
-def phase_portrait(inputs: dict[str, str], output: str) -> None:
+def phase_portrait(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Toy 2-D problem, third-coarsest h: each coordinate's (x_i, m_i) falling from m_0 = 0 onto the manifold,
     drawn as ``phi(x_k)`` along the same iterates (leading order and first-order corrected)."""
     setup()
@@ -78,7 +82,7 @@ def phase_portrait(inputs: dict[str, str], output: str) -> None:
     rank = p.groupby(["experiment", "method", "lam", "seed"])["h"].rank(method="dense", ascending=False)
     p = p[rank == min(3, int(rank.max()))]
     lams = sorted(p["lam"].unique())
-    methods = [m for m in MOMENTUM if m in set(p["method"])]
+    methods = method_order(p["method"])
     palette = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
     fig, axes = plt.subplots(2, len(lams), figsize=(3.6 * len(lams), 6.2), squeeze=False)
     for j, lam in enumerate(lams):
@@ -105,7 +109,7 @@ def phase_portrait(inputs: dict[str, str], output: str) -> None:
     save(fig, output)
 
 
-def modified_loss(inputs: dict[str, str], output: str) -> None:
+def modified_loss(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Sup error after the transient against h for every modified loss, one panel per method and problem/lam.
 
     Coinciding formulas (Ghosh et al.'s on HB, all three on GD) overlap: F_h is drawn thick underneath.
@@ -115,7 +119,7 @@ def modified_loss(inputs: dict[str, str], output: str) -> None:
     e = e[np.isfinite(e["err"]) & (e["err"] > 0)].copy()
     e["panel"] = e["problem"] + ", lam=" + e["lam"].map("{:g}".format)
     cols = sorted(e["panel"].unique())
-    rows = [m for m in METHOD_ORDER if m in set(e["method"])]
+    rows = method_order(e["method"])
     grid = sns.FacetGrid(e, row="method", col="panel", row_order=rows, col_order=cols, sharex="col", sharey=False,
                          height=2.2, aspect=1.1, margin_titles=True)
     styles = {"kovachki_stuart": dict(color="C0", lw=3.0, ls="-", marker="o", alpha=0.6),
@@ -138,7 +142,7 @@ def modified_loss(inputs: dict[str, str], output: str) -> None:
     save(grid.figure, output)
 
 
-def formula_table(inputs: dict[str, str], output: str) -> None:
+def formula_table(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Which modified loss fits best: error over the best one's at the finest fitted h (colour, log10) and the
     fitted order (text), one row per problem, method and lam."""
     setup()

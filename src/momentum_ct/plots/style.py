@@ -10,7 +10,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-METHOD_ORDER = ["hb", "nag", "gd_rescaled", "gd"]
+# The package's methods first, in this order; any other (a plug-in's) after them, sorted: never dropped.
+KNOWN_ORDER = ["hb", "nag", "gd_rescaled", "gd"]
+
+
+def method_order(present) -> list[str]:
+    """Every method in ``present``, the package's own first."""
+    present = set(present)
+    return [m for m in KNOWN_ORDER if m in present] + sorted(present - set(KNOWN_ORDER))
 
 
 def setup() -> None:

@@ -19,6 +19,19 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
 }
 
 
+def register_problem(name: str, factory: Callable[..., Problem], *, replace: bool = False) -> Callable[..., Problem]:
+    """Add a problem factory (a plug-in's entry point): ``factory(*, seed, **options) -> Problem`` with
+    keyword-only options, which become the problem's config options. A taken name is an error unless ``replace``."""
+    if not name.isidentifier():
+        raise ConfigError(f"problem name {name!r} must be a Python identifier")
+    if name in PROBLEMS and not replace and PROBLEMS[name] is not factory:
+        raise ConfigError(f"problem {name!r} is already registered")
+    if "seed" not in inspect.signature(factory).parameters:
+        raise ConfigError(f"problem {name!r}: its factory must take a keyword argument seed")
+    PROBLEMS[name] = factory
+    return factory
+
+
 def problem_options(name: str) -> list[str]:
     """The options a problem accepts (besides ``seed``)."""
     if name not in PROBLEMS:
@@ -42,4 +55,5 @@ def make_problem(name: str, *, seed: int = 0, **options: Any) -> Problem:
         raise ConfigError(str(err)) from err
 
 
-__all__ = ["Batch", "PROBLEMS", "Problem", "check_problem_options", "make_problem", "problem_options"]
+__all__ = ["Batch", "PROBLEMS", "Problem", "check_problem_options", "make_problem", "problem_options",
+           "register_problem"]

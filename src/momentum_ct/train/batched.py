@@ -1,16 +1,19 @@
-"""Batched sweep engine: many runs of the recurrence advanced together in one process.
+"""Batched sweep engine: many runs of a method advanced together in one process.
 
-A run is one problem instance trained with one ``(step, lam, a)`` for ``n_steps`` steps. Runs that
-share a problem instance form a cohort: the same problem and options, and the same seed unless
-the seed sets nothing but the start point (``Problem.seed_sets_start_only``: toy2d, the digits
-MLP; the quadratic's Hessian depends on its seed, so each of its seeds is a cohort of its own).
-A cohort stacks its runs into one state ``(X_k, X_{k-1})`` of shape ``(runs, dim)`` and advances
-them in lockstep in the step index ``k``: per ``k``, one gradient evaluation for all active runs
-(the problem's stacked network loss differentiated by autograd, else ``torch.func.vmap`` of the
-problem's gradient), then the functional recurrence (``optim.functional``) with per-run columns
-``step, lam, a``. Runs of different ``h`` have different lengths and recording steps: each keeps
-its own schedule (``schedule.record_steps``), the runs that record at ``k`` are copied aside, and a
-run leaves the stack after its last step. Copied iterates are evaluated (loss, gradient norm,
+A run is one problem instance trained with one method and its hyperparameters for ``n_steps`` steps.
+Runs that share a problem instance and whose methods stack together (``Method.stack_key``: every
+member of the heavy-ball family) form a cohort: the same problem and options, and the same seed
+unless the seed sets nothing but the start point (``Problem.seed_sets_start_only``: toy2d, the
+digits MLP; the quadratic's Hessian depends on its seed, so each of its seeds is a cohort of its
+own). A cohort stacks its runs into one method state (``optim.protocol``: tensors of shape
+``(runs, ...)``, per-run coefficients as ``runs x 1`` columns; for the heavy-ball family
+``step, lam, a``) and advances them in lockstep in the step index ``k``: per ``k``, one
+``Method.step`` for all active runs, whose gradient requests the oracle answers with one evaluation
+for the whole stack (the problem's stacked network loss differentiated by autograd, else
+``torch.func.vmap`` of the problem's gradient). Runs of different ``h`` have different lengths and
+recording steps: each keeps its own schedule (``schedule.record_steps``), the runs that record at
+``k`` have their records (``Method.record``) copied aside, and a run leaves the stack
+(``Method.select``) after its last step. Copied iterates are evaluated (loss, gradient norm,
 test metrics) in large stacked batches, not one row at a time.
 
 Lockstep in ``k`` rather than groups of equal ``h`` run one after another: every step of every
@@ -32,13 +35,14 @@ dtype is written to the metadata.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..optim import GRAD, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
 from .progress import Progress
 from .recorder import DIVERGENCE_NORM, TrajectoryRecorder
@@ -52,22 +56,37 @@ CPU_CHUNK_ELEMENTS = 2**19
 PENDING_ELEMENTS = 2**23
 
 
+# What the batched engine's oracle serves.
+PROVIDES = frozenset({GRAD})
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """One run for ``run_many``; the fields mirror the single-run engines' keyword arguments.
 
     ``problem`` is the run's own instance (its start point; for losses that depend on the seed, its loss).
+    ``method`` is a name, label, ``Method`` or ``MethodSpec``, ``hyperparameters`` its own values; ``h`` and
+    ``lam`` are the nominal learning rate and momentum. They are checked and resolved at construction:
+    ``method`` becomes the registered ``Method``, ``hyperparameters`` its complete values, and ``columns``
+    the per-run coefficients the method iterates (``Method.columns``).
     """
 
     problem: Problem
+    method: Any
     h: float
-    step: float
     lam: float
-    a: float
     n_steps: int
     record_at: np.ndarray
     batch_size: int | None = None
     seed: int = 0
+    hyperparameters: Mapping[str, float] = field(default_factory=dict)
+    columns: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        spec = resolve_method(self.method, self.hyperparameters)
+        object.__setattr__(self, "method", spec.method)
+        object.__setattr__(self, "hyperparameters", dict(spec.hyperparameters))
+        object.__setattr__(self, "columns", spec.columns(self.h, self.lam))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -93,13 +112,16 @@ def cohort_key(request: RunRequest) -> tuple:
     p = request.problem
     options = {k: v for k, v in p.options.items() if k != "seed"}
     seed = None if p.seed_sets_start_only else request.seed
-    return (p.name, repr(sorted(options.items())), seed, request.batch_size)
+    return (p.name, repr(sorted(options.items())), seed, request.batch_size,
+            request.method.stack_key(request.columns))
 
 
-def run_batched(problem: Problem, *, h: float, step: float, lam: float, a: float, n_steps: int, record_at,
-                batch_size: int | None = None, seed: int = 0) -> TrajectoryRecorder:
+def run_batched(problem: Problem, *, method: Any, h: float, lam: float, n_steps: int, record_at,
+                batch_size: int | None = None, seed: int = 0,
+                hyperparameters: Mapping[str, float] | None = None) -> TrajectoryRecorder:
     """The single-run engine contract (as ``run_functional``), through the batched engine on the CPU."""
-    request = RunRequest(problem, h, step, lam, a, n_steps, np.asarray(record_at), batch_size, seed)
+    request = RunRequest(problem, method, h, lam, n_steps, np.asarray(record_at), batch_size, seed,
+                         dict(hyperparameters or {}))
     return run_many([request], device="cpu", dtype=problem.x0.dtype)[0]
 
 
@@ -120,7 +142,9 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     if chunk_elements is None:
         chunk_elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else 0
-    recorders = [TrajectoryRecorder(r.problem, r.h, r.step) for r in requests]
+    for method in {id(r.method): r.method for r in requests}.values():
+        check_needs(method, PROVIDES, "batched")
+    recorders = [TrajectoryRecorder(r.problem, r.h) for r in requests]
     cohorts: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
         cohorts.setdefault(cohort_key(r), []).append(i)
@@ -193,8 +217,20 @@ class _Evaluator:
         return out
 
 
+class _StackOracle(Oracle):
+    """The gradient of a cohort's problem on the step's data, for the whole stack at once."""
+
+    provides = PROVIDES
+
+    def __init__(self, evaluator: _Evaluator, data, per_run: bool):
+        self.evaluator, self.data, self.per_run = evaluator, data, per_run
+
+    def grad(self, points: Tensor) -> Tensor:
+        return self.evaluator.grad(points, self.data, self.per_run)
+
+
 class _Cohort:
-    """The runs of one problem instance, stacked and advanced in lockstep in the step index."""
+    """The runs of one problem instance, stacked in one method state and advanced in lockstep in the step index."""
 
     def __init__(self, requests: list[RunRequest], recorders: list[TrajectoryRecorder], device: torch.device,
                  dtype: torch.dtype, chunk_elements: int, progress: Progress | None):
@@ -209,21 +245,21 @@ class _Cohort:
             chunk_runs = max(1, chunk_elements // max(1, samples * width))
         self.evaluator = _Evaluator(self.problem, chunk_runs)
 
-        def column(values):
-            return torch.tensor(values, dtype=dtype, device=device).unsqueeze(1)
-
-        self.x = torch.stack([r.problem.x0 for r in requests]).to(device, dtype)
-        self.x_prev = self.x.clone()  # x_{-1} = x_0
-        self.step_col = column([r.step for r in requests])
-        self.lam_col = column([r.lam for r in requests])
-        self.a_col = column([r.a for r in requests])
-        self.lookahead = any(r.a != 0.0 for r in requests)
+        self.method: Method = requests[0].method  # every run has the same stack key (cohort_key)
+        names = list(requests[0].columns)
+        for r in requests:
+            if list(r.columns) != names:
+                raise ValueError(f"methods {self.method.name!r} and {r.method.name!r} share a stack key but not "
+                                 f"their columns ({names} != {list(r.columns)})")
+        columns = {name: torch.tensor([r.columns[name] for r in requests], dtype=dtype, device=device).unsqueeze(1)
+                   for name in names}
+        self.state = self.method.init(torch.stack([r.problem.x0 for r in requests]).to(device, dtype), columns)
         self.n_steps = np.array([r.n_steps for r in requests], dtype=np.int64)
         self.seeds = np.array([r.seed for r in requests], dtype=np.int64)
         self.active = np.arange(len(requests))  # run ids in stack order
         self.records = _by_step([np.asarray(r.record_at, dtype=np.int64) for r in requests])
         self.finishes = _by_step([np.array([n]) for n in self.n_steps])
-        self.pending: list[tuple[int, np.ndarray, Tensor, Tensor]] = []
+        self.pending: list[tuple[int, np.ndarray, dict[str, Tensor]]] = []
         self.pending_elements = 0
         self.streams = {}
         if self.batch_size is not None:
@@ -246,19 +282,17 @@ class _Cohort:
 
     def _step(self, k: int) -> None:
         data, per_run = self._batch()
-        x, x_prev = self.x, self.x_prev
-        point = x + self.a_col * (x - x_prev) if self.lookahead else x
-        grad = self.evaluator.grad(point, data, per_run)
-        self.x, self.x_prev = x + self.lam_col * (x - x_prev) - self.step_col * grad, x
+        self.state = self.method.step(self.state, k, _StackOracle(self.evaluator, data, per_run))
         self._report(steps=self.active.size)
-        bad = _diverged(self.x)
+        bad = _diverged(self.method.iterate(self.state))
         if bool(bad.any()):
             bad_np = bad.cpu().numpy()
-            ids = self.active[bad_np]
-            for i, xi, pi in zip(ids, self.x[bad].cpu(), self.x_prev[bad].cpu()):
-                self._diverged_row(int(i), k + 1, xi, pi)
+            where = np.flatnonzero(bad_np)
+            rows = self.method.record(self.method.select(self.state, where))
+            for j, i in enumerate(self.active[where]):
+                self._diverged_row(int(i), k + 1, {name: v[j] for name, v in rows.items()})
             self._remove(bad_np)
-            self._report(runs=len(ids), diverged=len(ids))
+            self._report(runs=len(where), diverged=len(where))
 
     def _batch(self):
         """The data of the current step: shared by all active runs, or per run (mini-batches of several seeds)."""
@@ -282,12 +316,9 @@ class _Cohort:
     def _remove(self, mask: np.ndarray) -> None:
         if not mask.any():
             return
-        keep_np = ~mask
-        keep = torch.as_tensor(keep_np, device=self.device)
-        self.active = self.active[keep_np]
-        self.x, self.x_prev = self.x[keep], self.x_prev[keep]
-        self.step_col, self.lam_col, self.a_col = self.step_col[keep], self.lam_col[keep], self.a_col[keep]
-        self.lookahead = any(self.requests[i].a != 0.0 for i in self.active)
+        keep = np.flatnonzero(~mask)
+        self.active = self.active[keep]
+        self.state = self.method.select(self.state, keep)
 
     def _report(self, **counts) -> None:
         if self.progress is not None:
@@ -298,17 +329,17 @@ class _Cohort:
         where = np.flatnonzero(np.isin(self.active, ids))
         if where.size == 0:
             return
-        index = torch.as_tensor(where, device=self.device)
-        xs, prevs = self.x.index_select(0, index), self.x_prev.index_select(0, index)
-        bad = _diverged(xs)
+        chosen = self.method.select(self.state, where)
+        values = self.method.record(chosen)
+        bad = _diverged(self.method.iterate(chosen))
         if bool(bad.any()):  # only possible at k = 0 (later divergence is caught after the step)
             bad_np = bad.cpu().numpy()
             for j in np.flatnonzero(bad_np):
-                self._diverged_row(int(self.active[where[j]]), k, xs[j].cpu(), prevs[j].cpu())
+                self._diverged_row(int(self.active[where[j]]), k, {name: v[j] for name, v in values.items()})
             remove = np.zeros(self.active.size, dtype=bool)
             remove[where[bad_np]] = True
             good = ~bad_np
-            where, xs, prevs = where[good], xs[~bad], prevs[~bad]
+            where, values = where[good], {name: v[~bad] for name, v in values.items()}
             run_ids = self.active[where]
             self._remove(remove)
             self._report(runs=int(bad_np.sum()), diverged=int(bad_np.sum()))
@@ -316,33 +347,29 @@ class _Cohort:
             run_ids = self.active[where]
         if run_ids.size == 0:
             return
-        self.pending.append((k, run_ids, xs, prevs))
-        self.pending_elements += 2 * xs.numel()
+        self.pending.append((k, run_ids, values))
+        self.pending_elements += sum(v.numel() for v in values.values())
         if self.pending_elements >= PENDING_ELEMENTS:
             self._flush()
 
     def _flush(self) -> None:
         if not self.pending:
             return
-        steps = np.concatenate([np.full(len(ids), k) for k, ids, _, _ in self.pending])
-        run_ids = np.concatenate([ids for _, ids, _, _ in self.pending])
-        xs = torch.cat([x for _, _, x, _ in self.pending])
-        prevs = torch.cat([p for _, _, _, p in self.pending])
+        steps = np.concatenate([np.full(len(ids), k) for k, ids, _ in self.pending])
+        run_ids = np.concatenate([ids for _, ids, _ in self.pending])
+        names = list(self.pending[0][2])
+        values = {name: torch.cat([v[name] for _, _, v in self.pending]) for name in names}
         self.pending, self.pending_elements = [], 0
-        step_sizes = torch.tensor([self.requests[i].step for i in run_ids], dtype=self.dtype, device=self.device)
-        ms = (xs - prevs) / step_sizes.unsqueeze(1)
-        metrics = {name: v.cpu().tolist() for name, v in self.evaluator.metrics(xs).items()}
-        x_np = xs.to(torch.float64).cpu().numpy()
-        m_np = ms.to(torch.float64).cpu().numpy()
+        metrics = {name: v.cpu().tolist() for name, v in self.evaluator.metrics(values["x"]).items()}
+        arrays = {name: v.to(torch.float64).cpu().numpy() for name, v in values.items()}
         # pending rows are in step order and flushed in time order, so every recorder stays in step order
         for j, (k, i) in enumerate(zip(steps.tolist(), run_ids.tolist())):
-            self.recorders[i].append(k, {name: v[j] for name, v in metrics.items()}, x_np[j], m_np[j])
+            self.recorders[i].append(k, {name: v[j] for name, v in metrics.items()},
+                                     {name: a[j] for name, a in arrays.items()})
 
-    def _diverged_row(self, i: int, k: int, x: Tensor, x_prev: Tensor) -> None:
+    def _diverged_row(self, i: int, k: int, values: dict[str, Tensor]) -> None:
         self._flush()  # earlier rows of this run first
-        rec = self.recorders[i]
-        m = (x - x_prev) / self.requests[i].step
-        rec.append(k, None, x.to(torch.float64).numpy().copy(), m.to(torch.float64).numpy().copy())
+        self.recorders[i].append(k, None, {name: v.cpu().to(torch.float64).numpy().copy() for name, v in values.items()})
 
 
 def _diverged(x: Tensor) -> Tensor:

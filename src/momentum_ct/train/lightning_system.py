@@ -3,17 +3,23 @@
 The parameters are the problem's flat vector ``x`` (networks are evaluated through
 ``functional_call``), so the recorded ``x_k`` is exactly the recurrence's iterate. Data are served
 as whole-batch tensors (no per-sample collation), which keeps Lightning's per-step cost low.
+
+Lightning steps a ``torch.optim.Optimizer``, so this engine trains the heavy-ball family only: its
+``MomentumRecurrence`` takes ``(step, lam, a)`` from the method object (``MomentumRecurrence.for_method``)
+and the rows are the method's records of ``(x_k, x_{k-1})``, as in the other engines.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from ..optim import MomentumRecurrence
+from ..errors import ConfigError
+from ..optim import HeavyBallFamily, MomentumRecurrence, resolve_method
 from ..problems import Problem
 from .recorder import TrajectoryRecorder, has_diverged
 
@@ -45,13 +51,19 @@ class ProblemDataModule(pl.LightningDataModule):
 
 
 class MomentumSystem(pl.LightningModule):
-    """Minimises ``problem.loss`` with the recurrence ``(step, lam, a)``."""
+    """Minimises ``problem.loss`` with a member of the heavy-ball family at nominal ``h`` and ``lam``."""
 
-    def __init__(self, problem: Problem, *, step: float, lam: float, a: float):
+    def __init__(self, problem: Problem, *, method: Any, h: float, lam: float,
+                 hyperparameters: Mapping[str, float] | None = None):
         super().__init__()
-        self.save_hyperparameters(dict(problem=problem.name, step=step, lam=lam, a=a))
+        spec = resolve_method(method, hyperparameters)
+        if not isinstance(spec.method, HeavyBallFamily):
+            raise ConfigError(f"engine 'lightning' trains the heavy-ball family only, not method {spec.name!r}")
+        self.spec, self.h, self.lam = spec, h, lam
+        self.save_hyperparameters(dict(problem=problem.name, method=spec.label, h=h, lam=lam))
         self.problem = problem
         self.x = nn.Parameter(problem.x0.clone())
+        self.columns = {k: torch.tensor([[v]], dtype=self.x.dtype) for k, v in spec.columns(h, lam).items()}
 
     def forward(self, batch):
         return self.problem.loss(self.x, batch)
@@ -60,12 +72,17 @@ class MomentumSystem(pl.LightningModule):
         return self(batch)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        return MomentumRecurrence([self.x], lr=hp.step, momentum=hp.lam, lookahead=hp.a)
+        return MomentumRecurrence.for_method([self.x], self.spec, h=self.h, lam=self.lam)
 
     def previous_iterate(self) -> torch.Tensor:
         state = self.optimizers().optimizer.state.get(self.x, {})
         return state.get("previous", self.x.detach())
+
+    def records(self) -> dict[str, torch.Tensor]:
+        """The method's records of the current ``(x_k, x_{k-1})`` (one run of the family's state)."""
+        x = self.x.detach()
+        state = dict(self.columns, x=x.unsqueeze(0), x_prev=self.previous_iterate().detach().unsqueeze(0))
+        return {name: v[0] for name, v in self.spec.method.record(state).items()}
 
 
 class RecordTrajectory(pl.Callback):
@@ -76,7 +93,7 @@ class RecordTrajectory(pl.Callback):
 
     def _maybe_record(self, trainer, system: MomentumSystem, k: int):
         if k in self.wanted:
-            self.recorder.record(k, system.x, system.previous_iterate())
+            self.recorder.record(k, system.records())
 
     def on_train_batch_start(self, trainer, system, batch, batch_idx):
         self._maybe_record(trainer, system, trainer.global_step)
@@ -84,17 +101,18 @@ class RecordTrajectory(pl.Callback):
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx):
         k = trainer.global_step
         if has_diverged(system.x.detach()):
-            self.recorder.mark_diverged(k, system.x, system.previous_iterate())
+            self.recorder.mark_diverged(k, system.records())
             trainer.should_stop = True
         elif k == self.n_steps:
             self._maybe_record(trainer, system, k)
 
 
-def run_lightning(problem: Problem, *, h: float, step: float, lam: float, a: float, n_steps: int,
-                  record_at, batch_size: int | None = None, seed: int = 0) -> TrajectoryRecorder:
-    """Same contract as ``run_functional``, through a Lightning ``Trainer``."""
-    recorder = TrajectoryRecorder(problem, h, step)
-    system = MomentumSystem(problem, step=step, lam=lam, a=a)
+def run_lightning(problem: Problem, *, method: Any, h: float, lam: float, n_steps: int, record_at,
+                  batch_size: int | None = None, seed: int = 0,
+                  hyperparameters: Mapping[str, float] | None = None) -> TrajectoryRecorder:
+    """Same contract as ``run_functional``, through a Lightning ``Trainer`` (heavy-ball family only)."""
+    recorder = TrajectoryRecorder(problem, h)
+    system = MomentumSystem(problem, method=method, h=h, lam=lam, hyperparameters=hyperparameters)
     trainer = pl.Trainer(
         max_steps=n_steps, max_epochs=-1, accelerator="cpu", devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -14,10 +14,13 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import ConfigError
 from ..io import concat_columns
-from ..optim import coefficients
+from ..optim import HeavyBallFamily, Method, check_needs, resolve_method
 from ..problems import Problem, make_problem
+from .batched import PROVIDES as BATCHED_PROVIDES
 from .batched import RunRequest, resolve_device, resolve_dtype, run_batched, run_many
+from .functional_runner import PROVIDES as FUNCTIONAL_PROVIDES
 from .functional_runner import run_functional
 from .progress import Progress
 from .recorder import TrajectoryRecorder
@@ -27,6 +30,8 @@ from .schedule import n_steps_for, record_steps
 # ``run_series_batched`` hands it whole batches of series, which is where it is fast.
 ENGINES: dict[str, Callable] = {"functional": run_functional, "batched": run_batched}
 BATCHED_ENGINES = ("batched",)
+# What each engine's oracle serves (the Lightning engine runs the heavy-ball family's optimizer instead).
+ENGINE_PROVIDES = {"functional": FUNCTIONAL_PROVIDES, "batched": BATCHED_PROVIDES}
 
 
 def _lightning_engine():
@@ -41,7 +46,7 @@ class SeriesSpec:
 
     experiment: str
     problem: str
-    method: str
+    method: str  # a method's label: its name, or name(k=v, ...) with its own hyperparameters (optim.methods)
     lam: float
     seed: int
     h: tuple[float, ...]
@@ -74,6 +79,23 @@ def get_engine(name: str):
     return ENGINES[name]
 
 
+def check_engine(method: Method, engine: str) -> None:
+    """Refuse a method that ``engine`` cannot train.
+
+    Raises:
+        ConfigError: the method needs what the engine's oracle does not provide, or the Lightning engine is
+            asked for a method outside the heavy-ball family.
+    """
+    if engine == "lightning":
+        if not isinstance(method, HeavyBallFamily):
+            raise ConfigError(f"engine 'lightning' trains the heavy-ball family only, not method {method.name!r}; "
+                              f"use engine functional or batched")
+        return
+    if engine not in ENGINE_PROVIDES:
+        raise ConfigError(f"unknown engine {engine!r}; valid engines: lightning, {', '.join(ENGINE_PROVIDES)}")
+    check_needs(method, ENGINE_PROVIDES[engine], engine)
+
+
 def series_problem(spec: SeriesSpec) -> Problem:
     """The series' problem in the series' dtype (on the CPU)."""
     problem = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
@@ -82,12 +104,13 @@ def series_problem(spec: SeriesSpec) -> Problem:
 
 
 def series_runs(spec: SeriesSpec) -> list[dict[str, Any]]:
-    """One entry per h: the coefficients iterated, the number of steps and the steps recorded."""
+    """One entry per h: the method with its hyperparameters, the per-run coefficients it iterates
+    (``columns``), the number of steps and the steps recorded."""
+    method = resolve_method(spec.method)
     out = []
     for h in spec.h:
-        step, lam, a = coefficients(spec.method, h, spec.lam)
         n_steps = n_steps_for(spec.t_max, h)
-        out.append(dict(h=h, step=step, lam=lam, a=a, n_steps=n_steps,
+        out.append(dict(h=h, method=method, columns=method.columns(h, spec.lam), n_steps=n_steps,
                         record_at=record_steps(n_steps, spec.n_records, spec.dense_steps)))
     return out
 
@@ -100,9 +123,12 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         cols = rec.columns()
         cols["h"] = [run["h"]] * len(cols["step"])
         parts.append(cols)
-        entries.append(dict(h=run["h"], step_size=run["step"], momentum=run["lam"], lookahead=run["a"],
-                            n_steps=run["n_steps"], diverged=rec.diverged_at is not None,
-                            diverged_at_step=rec.diverged_at))
+        columns = run["columns"]
+        entry = dict(h=run["h"])
+        if isinstance(run["method"].method, HeavyBallFamily):
+            entry.update(step_size=columns["step"], momentum=columns["lam"], lookahead=columns["a"])
+        entries.append(entry | dict(columns=dict(columns), n_steps=run["n_steps"],
+                                    diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
                 x_kind="full", dtype=spec.dtype, device=device, torch_version=torch.__version__)
     return concat_columns(parts), meta
@@ -115,7 +141,7 @@ def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[di
     runs, recorders = series_runs(spec), []
     for run in runs:
         start = time.perf_counter()
-        rec = engine(problem, h=run["h"], step=run["step"], lam=run["lam"], a=run["a"], n_steps=run["n_steps"],
+        rec = engine(problem, method=run["method"], h=run["h"], lam=spec.lam, n_steps=run["n_steps"],
                      record_at=run["record_at"], batch_size=spec.batch_size, seed=spec.seed)
         seconds = time.perf_counter() - start
         recorders.append(rec)
@@ -145,7 +171,7 @@ def run_series_batched(specs: list[SeriesSpec], log: Callable[[str], None] = pri
         requests, owners = [], []
         for i in members:
             for j, run in enumerate(runs[i]):
-                requests.append(RunRequest(problems[i], run["h"], run["step"], run["lam"], run["a"], run["n_steps"],
+                requests.append(RunRequest(problems[i], run["method"], run["h"], specs[i].lam, run["n_steps"],
                                            run["record_at"], specs[i].batch_size, specs[i].seed))
                 owners.append((i, j))
         label = f"{specs[members[0]].experiment} ({len(members)} series, {device.type}, {dtype})"

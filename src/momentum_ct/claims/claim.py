@@ -1,0 +1,148 @@
+"""What a claim is: a statement, how each measured quantity is judged, and everything downstream needs.
+
+A ``Claim`` carries its predict function (or none), its measure function and scope, the dtypes it
+accepts, and its figures with their captions. The workflow reads all of it from the registry
+(``claims.registry``) and names no claim; a tolerance is written once, in its ``Quantity``, and
+captions and figures read it from there.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import ConfigError, unknown_name
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+
+# Per series: predict and measure see one (problem, method, lam, seed) series at a time.
+# Per experiment: measure sees every series of an experiment at once (to compare methods).
+SCOPES = ("series", "experiment")
+# A figure drawn from the claim's measure tables, or one per experiment from its trajectories.
+FIGURE_SOURCES = ("measures", "trajectories")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How one measured quantity is judged against its prediction.
+
+    ``comparison``: ``close`` (|measured - predicted| <= band), ``below`` (measured <= predicted + band)
+    or ``above`` (measured >= predicted - band). ``band`` is ``tolerance``, times |predicted| when
+    ``relative``. ``regime_limit``: rows whose asymptotic-regime number exceeds it are inconclusive.
+    """
+
+    name: str
+    description: str
+    tolerance: float
+    comparison: str = "close"
+    relative: bool = False
+    regime_limit: float | None = None
+
+    def band(self, predicted: float) -> float:
+        return self.tolerance * abs(predicted) if self.relative else self.tolerance
+
+    @property
+    def tolerance_text(self) -> str:
+        """The tolerance as a caption writes it: ``2%`` when relative, else ``0.1``."""
+        return f"{100 * self.tolerance:g}%" if self.relative else f"{self.tolerance:g}"
+
+    def verdict(self, predicted: float, measured: float, ci_low: float = math.nan, ci_high: float = math.nan,
+                regime: float = math.nan) -> str:
+        if not math.isfinite(measured):
+            return INCONCLUSIVE
+        if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
+            return INCONCLUSIVE
+        band = self.band(predicted)
+        lo, hi = {"close": (predicted - band, predicted + band), "below": (-math.inf, predicted + band),
+                  "above": (predicted - band, math.inf)}[self.comparison]
+        if lo <= measured <= hi:
+            return SUPPORTED
+        if math.isfinite(ci_low) and math.isfinite(ci_high) and ci_low <= hi and ci_high >= lo:
+            return INCONCLUSIVE  # the point misses, but the interval still reaches the band
+        return NOT_SUPPORTED
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a claim.
+
+    Args:
+        draw: ``draw(inputs, output, claim)`` or ``"module:function"`` (imported when drawn, so listing
+            the registry never imports the plotting stack). ``inputs`` holds ``fits`` and ``points`` (the
+            claim's measure tables) for ``source="measures"``, ``trajectories`` (one experiment's files)
+            and ``experiment`` for ``source="trajectories"``.
+        caption: the report's caption; ``{name.tolerance_text}`` and other fields of the claim's quantities
+            (``str.format`` syntax) are filled in from the registry, so no tolerance is typed twice.
+        source: ``measures`` (one figure per claim) or ``trajectories`` (one per experiment carrying the claim).
+    """
+
+    draw: Callable[..., None] | str
+    caption: str
+    source: str = "measures"
+
+    def function(self) -> Callable[..., None]:
+        if callable(self.draw):
+            return self.draw
+        module, _, name = self.draw.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim and everything the pipeline needs to judge it.
+
+    Args:
+        id: short identifier (``K1``); letters and digits, starting with a capital letter.
+        statement, source, prediction, measurement: the texts of the claim table.
+        quantities: name -> ``Quantity`` (how each measured number is judged).
+        measure: per series ``measure(traj, pred, info, meta, **options) -> (rows, points)``; per experiment
+            ``measure(traj, specs, **options) -> (rows, points)``; ``options`` are the config's ``measure`` keys.
+        predict: per series ``predict(traj, meta, ode) -> (columns, info)``, or ``None`` when the claim
+            needs no continuous-time prediction.
+        scope: ``series`` or ``experiment``.
+        dtypes: the training dtypes whose trajectories can serve the claim (orders of convergence need float64).
+        figures: figure name -> ``Figure``.
+    """
+
+    id: str
+    statement: str
+    source: str
+    prediction: str
+    measurement: str
+    quantities: dict[str, Quantity] = field(default_factory=dict)
+    measure: Callable[..., Any] | None = None
+    predict: Callable[..., Any] | None = None
+    scope: str = "series"
+    dtypes: tuple[str, ...] = ("float64",)
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ConfigError(f"claim {self.id}: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        for name, fig in self.figures.items():
+            if fig.source not in FIGURE_SOURCES:
+                raise ConfigError(f"claim {self.id}: figure {name} has source {fig.source!r}; "
+                                  f"valid sources: {', '.join(FIGURE_SOURCES)}")
+
+    def quantity(self, name: str) -> Quantity:
+        if name not in self.quantities:
+            raise unknown_name(f"quantity of claim {self.id}", name, self.quantities)
+        return self.quantities[name]
+
+    def figure(self, name: str) -> Figure:
+        if name not in self.figures:
+            raise unknown_name(f"figure of claim {self.id}", name, self.figures)
+        return self.figures[name]
+
+    def figure_names(self, source: str) -> list[str]:
+        return [n for n, f in self.figures.items() if f.source == source]
+
+    def caption(self, name: str) -> str:
+        """The figure's caption with the quantities' fields (tolerances) filled in."""
+        return self.figure(name).caption.format(**self.quantities)
+
+
+def quantities(*items: Quantity) -> dict[str, Quantity]:
+    """``{q.name: q}`` in the order given."""
+    return {q.name: q for q in items}

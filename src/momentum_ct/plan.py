@@ -1,0 +1,79 @@
+"""What a configuration asks the pipeline to do: the sweep, the claims, their figures and captions, and the
+code each stage runs. The workflow asks this module and names no claim, problem or method itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import plugins as plugin_loader
+from .claims.registry import get_claim
+from .optim import resolve_method
+from .provenance import fingerprint, module_of
+from .sweep import batch_table
+
+# Modules each stage starts from (their import closure is the stage's code).
+TRAIN_MODULES = ("momentum_ct.train.batch",)  # not stages: it imports the claims, which training never runs
+CLAIM_MODULES = ("momentum_ct.stages", "momentum_ct.claims.measures")
+JUDGE_MODULES = ("momentum_ct.stages", "momentum_ct.claims.judge")
+
+
+@dataclass
+class Plan:
+    config: dict[str, Any]
+    plugins: list[plugin_loader.Plugin]
+    sweep: pd.DataFrame
+    claims: list[str] = field(default_factory=list)
+
+    # -- what to build --------------------------------------------------------------------------------
+    def predicted_claims(self) -> list[str]:
+        return [c for c in self.claims if get_claim(c).predict is not None]
+
+    def experiments_of(self, claim_id: str) -> list[str]:
+        return [e for e, exp in self.config["experiments"].items() if claim_id in exp.get("claims", [])]
+
+    def figures(self, claim_id: str, source: str) -> list[str]:
+        return get_claim(claim_id).figure_names(source)
+
+    def caption(self, claim_id: str, figure: str) -> str:
+        return get_claim(claim_id).caption(figure)
+
+    # -- the code each job runs -----------------------------------------------------------------------
+    def _plugin_files(self, names: set[tuple[str, str]]) -> list[Path]:
+        return [p.path for p in self.plugins if p.registered & names]
+
+    def _experiment_names(self, experiments) -> set[tuple[str, str]]:
+        names = set()
+        for e in experiments:
+            exp = self.config["experiments"][e]
+            names.add(("problem", exp["problem"]))
+            names.update(("method", resolve_method(m).name) for m in exp["methods"])
+        return names
+
+    def train_code(self, experiment: str) -> str:
+        return fingerprint(TRAIN_MODULES, self._plugin_files(self._experiment_names([experiment])))
+
+    def claim_code(self, claim_id: str, stage: str) -> str:
+        """``stage``: ``predict`` or ``measure``."""
+        claim = get_claim(claim_id)
+        fn = claim.predict if stage == "predict" else claim.measure
+        names = self._experiment_names(self.experiments_of(claim_id)) | {("claim", claim_id)}
+        return fingerprint(CLAIM_MODULES + (module_of(fn),), self._plugin_files(names))
+
+    def judge_code(self) -> str:
+        return fingerprint(JUDGE_MODULES, self._plugin_files({("claim", c) for c in self.claims}))
+
+    def draw_code(self, claim_id: str, figure: str) -> str:
+        draw = get_claim(claim_id).figure(figure).draw
+        return fingerprint(("momentum_ct.stages", module_of(draw)), self._plugin_files({("claim", claim_id)}))
+
+
+def make_plan(config: dict[str, Any], config_dir: str | Path = ".") -> Plan:
+    """Load the config's plug-ins, validate it against the registries and expand the sweep."""
+    loaded = plugin_loader.load(list(config.get("plugins", [])), config_dir)
+    sweep = batch_table(config)
+    claims = sorted({c for exp in config["experiments"].values() for c in exp.get("claims", [])})
+    return Plan(config, loaded, sweep, claims)
