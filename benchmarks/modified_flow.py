@@ -68,8 +68,8 @@ def modified_jvp(problem, c: float, scale: float):
 
 def measure(name: str, calls: int, repeats: int) -> dict:
     problem = make_problem(name, seed=0, **PROBLEMS[name])
-    step, lam, a = coefficients("nag", H, LAM)
-    c = coefficient("kovachki_stuart", step, lam, a, H)
+    step_size, lam, a = coefficients("nag", H, LAM)
+    c = coefficient("kovachki_stuart", step_size, lam, a, H)
     x, v = problem.x0.clone(), torch.zeros_like(problem.x0)
     rhs = {
         "grad": lambda: problem.full_grad(x),

@@ -1,4 +1,4 @@
-"""Throughput of the training engines: per-run Lightning, per-run plain loop, batched engine at N runs.
+"""Throughput of the training engines: per-run Lightning, per-run plain loop, stacked engine at N runs.
 
     python benchmarks/sweep.py            # full table (about 10 minutes on a 2-core laptop)
     python benchmarks/sweep.py --quick    # smoke test (under a minute)
@@ -11,10 +11,10 @@ markdown tables:
 1. engines: runs/s, steps/s, the ratio to the per-run Lightning loop, achieved FLOP/s and its
    fraction of the machine's matmul throughput (the best square product of the whole run, so the
    fraction is conservative on a loaded machine; each child's own measurement is shown beside it),
-   and peak memory (resident set of the child; CUDA: peak allocated). ``batched_vmap`` is the
-   batched engine with the network's stacked loss switched off (``vmap`` of ``functional_call``):
+   and peak memory (resident set of the child; CUDA: peak allocated). ``stacked_vmap`` is the
+   stacked engine with the network's stacked loss switched off (``vmap`` of ``functional_call``):
    what writing the stack's forward pass by hand gains;
-2. clocks: the default configuration's K1 sweeps trained by the batched engine in lockstep (all
+2. clocks: the default configuration's K1 sweeps trained by the stacked engine in lockstep (all
    runs of a job together, each with its own number of steps) against groups of equal h run one
    after another, and against the plain loop.
 
@@ -25,7 +25,7 @@ step costs ``2 n (3 S - w_0 w_1)`` (the usual ``6 n P`` less the input layer's i
 recorded row costs one more step on the training set plus two forward passes on the test set
 (loss, accuracy). Quadratic: ``2 d^2`` per gradient; toy2d: 20. Runs of the engine table all have
 the same length (a fixed h), so runs/s compares engines, not schedules; the mini-batch rows draw
-batches of 64 (five seeds, so per-run batches).
+mini-batches of 64 (five seeds, so per-run mini-batches).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import sys
 import time
 
 ENGINE_PROBLEMS = {
-    # name: problem, options, h, steps per run (full, quick), records per run (n_records, dense_steps), batch size
+    # name: problem, options, h, steps per run (full, quick), records per run (n_records, dense_steps), mini-batch size
     "quadratic": dict(problem="quadratic", options=dict(dim=10, condition=10.0, lipschitz=1.0), h=0.01,
                       steps=(2000, 200), records=(100, 20), batch_size=None),
     "toy2d": dict(problem="toy2d", options={}, h=0.005, steps=(2000, 200), records=(100, 20), batch_size=None),
@@ -57,7 +57,7 @@ SEEDS = (0, 1, 2, 3, 4)
 
 def _requests(name: str, n_runs: int, quick: bool):
     from momentum_ct.problems import make_problem
-    from momentum_ct.train.batched import RunRequest
+    from momentum_ct.train.stacked import RunRequest
     from momentum_ct.train.schedule import record_steps
 
     cfg = ENGINE_PROBLEMS[name]
@@ -93,16 +93,16 @@ def _child(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
-    from momentum_ct.train.batched import resolve_device, run_many
+    from momentum_ct.train.stacked import resolve_device, run_many
     from momentum_ct.train.functional_runner import run_functional
 
     quick, engine, dtype = job["quick"], job["engine"], getattr(torch, job["dtype"])
     matmul = matmul_throughput(job["dtype"], job["threads"], job["device"], square_only=True)["square"]
     requests = _requests(job["problem"], job["runs"], quick)
-    if engine == "batched_vmap":  # the batched engine without the problem's stacked network loss
+    if engine == "stacked_vmap":  # the stacked engine without the problem's stacked network loss
         for r in requests:
-            r.problem.batched_loss = None
-    device = resolve_device(job["device"]) if engine.startswith("batched") else torch.device("cpu")
+            r.problem.stacked_loss = None
+    device = resolve_device(job["device"]) if engine.startswith("stacked") else torch.device("cpu")
     if engine == "lightning":
         import logging
 
@@ -112,7 +112,7 @@ def _child(job: dict) -> dict:
             logging.getLogger(name).setLevel(logging.ERROR)
 
     def once():
-        if engine.startswith("batched"):
+        if engine.startswith("stacked"):
             run_many(requests, device=device, dtype=dtype)
         else:
             single = run_functional if engine == "functional" else run_lightning
@@ -143,12 +143,12 @@ def _clock_child(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     from momentum_ct.sweep import expand_series
-    from momentum_ct.train.batched import RunRequest, run_many
+    from momentum_ct.train.stacked import RunRequest, run_many
     from momentum_ct.train.functional_runner import run_functional
     from momentum_ct.train.series import series_problem, series_runs
 
     config = yaml.safe_load(open(job["config"]))
-    exp = dict(config["experiments"][job["experiment"]], engine="batched")
+    exp = dict(config["experiments"][job["experiment"]], engine="stacked")
     if job["quick"]:  # the coarsest two h of one lam
         exp["h"] = dict(exp["h"], halvings=min(1, exp["h"].get("halvings", 1)))
         exp["lam"] = exp["lam"][:1]
@@ -206,11 +206,11 @@ def _spawn(kind: str, job: dict) -> dict:
 
 
 def matmul_throughput(dtype: str, threads: int, device: str, square_only: bool = False) -> dict:
-    """Best-of-3 GFLOP/s of a large square product and of the MLP's first-layer batched product, and the
+    """Best-of-3 GFLOP/s of a large square product and of the MLP's first-layer stacked product, and the
     rate (elements/s) of tanh forward and backward on that layer's output."""
     import torch
 
-    from momentum_ct.train.batched import CPU_CHUNK_ELEMENTS, resolve_device
+    from momentum_ct.train.stacked import CPU_CHUNK_ELEMENTS, resolve_device
 
     torch.set_num_threads(threads)
     dev, dt = resolve_device(device), getattr(torch, dtype)
@@ -262,7 +262,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="few, short runs: a smoke test")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    parser.add_argument("--device", default="auto", help="batched engine device: auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", help="stacked engine device: auto, cpu or cuda")
     parser.add_argument("--repeats", type=int, default=None, help="timings per configuration (best is kept)")
     parser.add_argument("--problems", nargs="*", default=list(ENGINE_PROBLEMS), choices=list(ENGINE_PROBLEMS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -285,9 +285,9 @@ def main(argv=None) -> None:
     mm0 = matmul_throughput(args.dtype, args.threads, args.device)
     rows = []
     for problem in args.problems:
-        jobs = [("lightning", per_run), ("functional", per_run)] + [("batched", n) for n in sizes]
+        jobs = [("lightning", per_run), ("functional", per_run)] + [("stacked", n) for n in sizes]
         if ENGINE_PROBLEMS[problem]["problem"] == "digits_mlp":
-            jobs.append(("batched_vmap", sizes[-2]))
+            jobs.append(("stacked_vmap", sizes[-2]))
         for engine, n in jobs:
             reps = 1 if engine == "lightning" else repeats
             result = _spawn("child", dict(base, problem=problem, engine=engine, runs=n, repeats=reps))
@@ -314,11 +314,11 @@ def main(argv=None) -> None:
     except (OSError, StopIteration):
         pass
     print(f"Machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} torch threads, "
-          f"{args.dtype}, batched device {rows[-1]['device'] if rows else args.device}; load average "
+          f"{args.dtype}, stacked device {rows[-1]['device'] if rows else args.device}; load average "
           f"{load0[0]:.1f} before, {load1[0]:.1f} after{' (quick mode)' if args.quick else ''}.")
     print(f"Matmul throughput, {args.dtype}: {square:.1f} GFLOP/s ({mm0['square_n']}x{mm0['square_n']} square, best "
           f"of the run; before/after the children: {mm0['square']:.1f}/{mm1['square']:.1f}, in each child just before "
-          f"its timing: column 'matmul'); MLP first layer as a batched product "
+          f"its timing: column 'matmul'); MLP first layer as a stacked product "
           f"({mm0['layer_chunk']} x [1438x64 @ 64x32]): {layer:.1f} GFLOP/s.")
     # the bound for the digits MLP: its matmuls at the square rate plus its tanh at the measured rate
     flops_step, hidden = 2 * 1438 * (3 * (64 * 32 + 32 * 10) - 64 * 32), 1438 * 32

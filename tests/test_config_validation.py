@@ -18,7 +18,7 @@ import yaml
 
 from momentum_ct import stages
 from momentum_ct.errors import ConfigError
-from momentum_ct.sweep import batch_table, expand_series, h_grid, validate_config
+from momentum_ct.sweep import expand_series, h_grid, shard_table, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
@@ -49,7 +49,7 @@ def rename(d, old, new):
 
 # id -> (change to .test/config.yaml, substrings the error output must contain)
 MALFORMED = {
-    "misspelt_top_level_key": (lambda c: rename(c, "series_per_batch", "serie_per_batch"), ["serie_per_batch"]),
+    "misspelt_top_level_key": (lambda c: rename(c, "series_per_shard", "serie_per_shard"), ["serie_per_shard"]),
     "misspelt_experiment_key": (lambda c: rename(quad(c), "lam", "lams"), ["lams", "k1_quadratic"]),
     "negative_h_in_list": (lambda c: digits(c).update(h=[0.002, -0.008]), ["['h']", "-0.008", "k4_digits_full"]),
     "negative_start": (lambda c: quad(c)["h"].update(start=-0.1), ["['h']", "'start': -0.1"]),
@@ -74,7 +74,7 @@ MALFORMED = {
     "missing_horizon": (lambda c: quad(c).pop("horizon"), ["'horizon' is a required property"]),
     "bad_ode_method": (lambda c: c["ode"].update(method="rk45"), ["['ode']['method']", "'rk45' is not one of"]),
     "confidence_above_one": (lambda c: c["measure"].update(confidence=1.5), ["['measure']['confidence']", "1.5"]),
-    "zero_series_per_batch": (lambda c: c.update(series_per_batch=0), ["['series_per_batch']", "0 is less than"]),
+    "zero_series_per_shard": (lambda c: c.update(series_per_shard=0), ["['series_per_shard']", "0 is less than"]),
     "zero_batch_size": (lambda c: digits(c).update(batch_size=0), ["['batch_size']", "0 is less than"]),
 }
 
@@ -133,7 +133,7 @@ def test_the_unmodified_test_config_passes_the_dry_run(snakemake, tmp_path):
     """Control: the mutations above are the only reason those runs fail."""
     result, workdir = dry_run(snakemake, tmp_path, base_config())
     assert result.returncode == 0, str(result)
-    assert "train_batch" in result.output and "judge_claims" in result.output
+    assert "train_shard" in result.output and "judge_claims" in result.output
     assert not (workdir / "results").exists()
 
 
@@ -218,7 +218,7 @@ def test_methods_with_their_own_hyperparameters_become_labelled_series():
     from momentum_ct.train.series import series_runs
 
     (run, *_) = series_runs(specs[1])
-    assert run["columns"] == {"step": specs[1].h[0], "lam": 0.5, "a": 0.3}
+    assert run["columns"] == {"step_size": specs[1].h[0], "lam": 0.5, "a": 0.3}
 
 
 def test_lightning_engine_refuses_methods_outside_the_heavy_ball_family():
@@ -242,9 +242,9 @@ def test_lightning_engine_refuses_methods_outside_the_heavy_ball_family():
         unregister_method("other_for_this_test")
 
 
-def test_batch_table_rejects_zero_series_per_batch():
-    with pytest.raises(ConfigError, match="series_per_batch must be >= 1, got 0"):
-        batch_table(mutated(lambda c: c.update(series_per_batch=0)))
+def test_shard_table_rejects_zero_series_per_shard():
+    with pytest.raises(ConfigError, match="series_per_shard must be >= 1, got 0"):
+        shard_table(mutated(lambda c: c.update(series_per_shard=0)))
 
 
 def test_expand_series_of_the_test_config():
@@ -263,14 +263,14 @@ def test_expand_series_of_the_test_config():
     assert k4.h == (0.032, 0.008, 0.002) and k4.engine == "lightning"
 
 
-def test_batches_group_series_within_an_experiment():
+def test_shards_group_series_within_an_experiment():
     config = base_config()
-    config["series_per_batch"] = 2
-    table = batch_table(config)
-    quad_batches = list(table[table["experiment"] == "k1_quadratic"]["batch"])
-    assert quad_batches == [0, 0, 1]
-    assert table.groupby(["experiment", "batch"]).size().max() <= 2
-    assert list(batch_table(config)["batch"]) == list(table["batch"]), "deterministic assignment"
+    config["series_per_shard"] = 2
+    table = shard_table(config)
+    quad_shards = list(table[table["experiment"] == "k1_quadratic"]["shard"])
+    assert quad_shards == [0, 0, 1]
+    assert table.groupby(["experiment", "shard"]).size().max() <= 2
+    assert list(shard_table(config)["shard"]) == list(table["shard"]), "deterministic assignment"
 
 
 def test_h_grid():
@@ -292,7 +292,7 @@ def test_validate_config_leaves_the_config_untouched():
 
 
 def test_measure_stage_names_a_missing_trajectory(tmp_path):
-    missing = tmp_path / "results" / "runs" / "experiment~x" / "batch~0" / "trajectory.parquet"
+    missing = tmp_path / "results" / "runs" / "experiment~x" / "shard~0" / "trajectory.parquet"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         stages.measure("K1", [str(missing)], [str(tmp_path / "meta.json")], [], [], str(tmp_path / "fits.csv"),
                        str(tmp_path / "points.csv"), {})

@@ -16,7 +16,7 @@ import scipy.linalg
 import torch
 
 from momentum_ct.claims import k1, k2, k3
-from momentum_ct.claims.measures import predict_batch
+from momentum_ct.claims.measures import predict_shard
 from momentum_ct.ct.fit import geometric_ratio
 from momentum_ct.ct.integrate import OdeOptions, integrate
 from momentum_ct.ct.modified import (coefficient, gradient_and_curvature, grad_modified_loss, hessian_vector,
@@ -190,10 +190,10 @@ def _series(problem, method, lam):
                       problem_options=sweep["problem_options"])
     columns, meta = run_series(spec, log=lambda _: None)
     traj = pd.DataFrame(columns).assign(method=method, lam=lam, seed=0)
-    batch_meta = {"series": [meta]}
+    shard_meta = {"series": [meta]}
     fits = {}
     for claim, module in (("K1", k1), ("K2", k2), ("K3", k3)):
-        pred, info = predict_batch(claim, traj, batch_meta, ODE)
+        pred, info = predict_shard(claim, traj, shard_meta, ODE)
         rows, _ = module.measure(traj, pd.DataFrame(pred), info["series"][0], meta, fit_points=4)
         fits[claim] = {r["quantity"]: r for r in rows}
     return fits

@@ -20,8 +20,8 @@ from momentum_ct.optim import (
     resolve_method, select_runs, unregister_method,
 )
 from momentum_ct.sweep import expand_series, validate_config
-from momentum_ct.train.batch import write_batch
-from momentum_ct.train.batched import RunRequest, run_many
+from momentum_ct.train.shard import write_shard
+from momentum_ct.train.stacked import RunRequest, run_many
 from momentum_ct.train.functional_runner import run_functional
 from momentum_ct.train.recorder import DIVERGENCE_NORM
 
@@ -87,7 +87,7 @@ def rel_err(actual, expected) -> float:
     return float(np.abs(actual - expected).max() / max(1.0, np.abs(expected).max()))
 
 
-def test_registered_toy_method_trains_in_the_batched_engine(toy):
+def test_registered_toy_method_trains_in_the_stacked_engine(toy):
     problem = small_quadratic()
     h, n_steps = 0.2, 150
     record_at = np.array([0, 1, 2, 5, 17, 60, 149, 150])
@@ -127,13 +127,13 @@ def test_diverging_toy_run_leaves_the_stack_where_the_closed_form_overflows(toy)
     assert np.array_equal(np.stack(alone.columns()["x"]), np.stack(got_stable.columns()["x"]))
 
 
-def test_toy_method_through_the_config_and_the_batch_file(toy, tmp_path):
+def test_toy_method_through_the_config_and_the_shard_file(toy, tmp_path):
     config = dict(experiments=dict(e=dict(
         problem="quadratic", problem_options=dict(dim=3), methods=[{"name": TOY, "tau": 20.0}, "hb"], lam=[0.5],
-        h=[0.1, 0.05], horizon=1.0, n_records=5, engine="batched")))
+        h=[0.1, 0.05], horizon=1.0, n_records=5, engine="stacked")))
     specs = expand_series(config)
     assert [s.method for s in specs] == [f"{TOY}(tau=20.0)", "hb"]
-    write_batch(specs, tmp_path / "t.parquet", tmp_path / "m.json", log=lambda line: None)
+    write_shard(specs, tmp_path / "t.parquet", tmp_path / "m.json", log=lambda line: None)
     table = pq.read_table(tmp_path / "t.parquet").to_pandas()
     assert set(table["method"]) == {f"{TOY}(tau=20.0)", "hb"}
     meta = json.loads((tmp_path / "m.json").read_text())["series"]
@@ -195,7 +195,7 @@ def test_labels_round_trip():
 def test_engines_refuse_a_method_whose_needs_they_do_not_provide(toy):
     register_method(NeedsHessian())
     problem = small_quadratic()
-    message = r"method 'needs_hessian_for_tests' needs hvp of the problem, which engine '(batched|functional)' does not"
+    message = r"method 'needs_hessian_for_tests' needs hvp of the problem, which engine '(stacked|functional)' does not"
     with pytest.raises(ConfigError, match=message):
         run_many([RunRequest(problem, {"name": NeedsHessian.name, "tau": 1.0}, 0.1, 0.0, 5, np.array([0]))],
                  device="cpu")
@@ -203,7 +203,7 @@ def test_engines_refuse_a_method_whose_needs_they_do_not_provide(toy):
         run_functional(problem, method=NeedsHessian.name, hyperparameters={"tau": 1.0}, h=0.1, lam=0.0, n_steps=5,
                        record_at=[0])
     config = dict(experiments=dict(e=dict(problem="quadratic", methods=[{"name": NeedsHessian.name, "tau": 1.0}],
-                                          lam=[0.0], h=[0.1], horizon=1.0, engine="batched")))
+                                          lam=[0.0], h=[0.1], horizon=1.0, engine="stacked")))
     with pytest.raises(ConfigError, match=r"experiments\.e\.methods: " + message):
         validate_config(config)
     with pytest.raises(NotImplementedError, match="provides no 'hvp'"):

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from momentum_ct.sweep import batch_table
+from momentum_ct.sweep import shard_table
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +39,11 @@ CONTRACT_COLUMNS = ["claim_id", "problem", "method", "lam", "quantity", "predict
 VERDICTS = {"supported", "not supported", "inconclusive"}
 
 
-def expected_batches() -> list[str]:
-    """``results/runs/`` folders the CI config produces, one per training batch."""
-    table = batch_table(yaml.safe_load(TEST_CONFIG.read_text()))
-    pairs = table[["experiment", "batch"]].drop_duplicates().itertuples(index=False)
-    return sorted(f"runs/experiment~{e}/batch~{b}" for e, b in pairs)
+def expected_shards() -> list[str]:
+    """``results/runs/`` folders the CI config produces, one per shard (training job)."""
+    table = shard_table(yaml.safe_load(TEST_CONFIG.read_text()))
+    pairs = table[["experiment", "shard"]].drop_duplicates().itertuples(index=False)
+    return sorted(f"runs/experiment~{e}/shard~{s}" for e, s in pairs)
 
 
 def pipeline_args(workdir: Path, *extra) -> list:
@@ -83,18 +83,19 @@ def test_end_to_end_outputs(finished_run):
     k1 = claims[claims["claim_id"] == "K1"]
     assert set(k1["quantity"]) == {"order", "rescale_factor"}
     assert set(k1["problem"]) == {"quadratic", "toy2d"}
-    assert set(claims[claims["claim_id"] == "K4"]["quantity"]) == {"max_gap_loss", "max_gap_accuracy", "gap_slope"}
+    assert set(claims[claims["claim_id"] == "K4"]["quantity"]) == {"gap_order_loss", "gap_order_accuracy",
+                                                                   "lag_ratio_loss", "lag_ratio_accuracy"}
     # the CI sweep on the quadratic sits in the asymptotic regime: its K1 rows are supported
     quadratic = k1[(k1["problem"] == "quadratic")]
     assert (quadratic["verdict"] == "supported").all(), quadratic.to_string()
     md = (results / "claims.md").read_text()
     assert md.startswith("# Claims and their evidence") and "## K1" in md and "## K4" in md
     for figure in ("K1/k1_error_vs_h.png", "K1/k1_rescale_factor.png", "K4/k4_gap_vs_h.png",
-                   "K4/k4_curves_k4_digits_full.png"):
+                   "K4/k4_digits_full/k4_curves.png"):
         data = (results / "figures" / figure).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, figure
-    for batch in expected_batches():
-        assert (results / batch / "trajectory.parquet").exists() and (results / batch / "meta.json").exists()
+    for shard in expected_shards():
+        assert (results / shard / "trajectory.parquet").exists() and (results / shard / "meta.json").exists()
 
 
 def test_report(snakemake, finished_run):
@@ -113,7 +114,7 @@ def test_rerun_of_a_finished_pipeline_does_nothing(snakemake, finished_run):
     result = snakemake(["-n", "-c2", *pipeline_args(finished_run)], timeout=SHORT_TIMEOUT)
     assert result.returncode == 0, str(result)
     assert "Nothing to be done" in result.output, str(result)
-    assert "Job stats" not in result.output and "rule train_batch" not in result.output
+    assert "Job stats" not in result.output and "rule train_shard" not in result.output
     assert {name: p.stat().st_mtime_ns for name, p in result_files(finished_run).items()} == before
 
 
@@ -162,7 +163,7 @@ def test_killed_run_resumes_to_byte_identical_outputs(finished_run, resumed_run)
     files, reference = result_files(resumed_run), result_files(finished_run)
     assert files.keys() == reference.keys()
     trajectories = [n for n in files if n.endswith("trajectory.parquet")]
-    assert sorted(trajectories) == [f"{b}/trajectory.parquet" for b in expected_batches()] and "claims.csv" in files
+    assert sorted(trajectories) == [f"{s}/trajectory.parquet" for s in expected_shards()] and "claims.csv" in files
     assert_identical({n: files[n] for n in trajectories + ["claims.csv"]},
                      {n: reference[n] for n in trajectories + ["claims.csv"]}, "trajectories and claims")
     assert_identical(files, reference, "every result file (predictions, measures, figures, claims.md)")
@@ -170,11 +171,11 @@ def test_killed_run_resumes_to_byte_identical_outputs(finished_run, resumed_run)
 
 def test_two_runs_give_byte_identical_trajectories(snakemake, finished_run, tmp_path):
     """A second, independent run of the training jobs writes the same bytes."""
-    result = snakemake(["-c2", *pipeline_args(tmp_path, "--until", "train_batch")], timeout=RUN_TIMEOUT)
+    result = snakemake(["-c2", *pipeline_args(tmp_path, "--until", "train_shard")], timeout=RUN_TIMEOUT)
     assert result.returncode == 0, str(result)
     files, reference = result_files(tmp_path), result_files(finished_run)
     assert sorted(files) == sorted(n for n in reference if n.startswith("runs/"))
-    assert sorted(files) == sorted(f"{b}/{f}" for b in expected_batches() for f in ("meta.json", "trajectory.parquet"))
+    assert sorted(files) == sorted(f"{s}/{f}" for s in expected_shards() for f in ("meta.json", "trajectory.parquet"))
     assert_identical(files, {n: reference[n] for n in files}, "trajectories and metadata of two runs")
 
 

@@ -22,12 +22,12 @@ RUN_TIMEOUT = 420
 
 CONFIG = dict(
     plugins=["toy_claim.py"],
-    series_per_batch=6,
+    series_per_shard=6,
     ode=dict(method="dopri5", rtol=1e-10, atol=1e-12),
     measure=dict(fit_points=3, confidence=0.95),
     experiments=dict(toy=dict(
         claims=["K1", "T1"], problem="toy2d", methods=["hb", "gd_rescaled"], lam=[0.5], seeds=[0],
-        h=dict(start=0.02, halvings=3, scale_with_momentum=True), horizon=1.0, n_records=20, engine="batched",
+        h=dict(start=0.02, halvings=3, scale_with_momentum=True), horizon=1.0, n_records=20, engine="stacked",
     )),
 )
 
@@ -110,7 +110,7 @@ def test_editing_a_measure_reruns_measure_judge_draw_not_training(project):
         result = run("-n")
     assert result.returncode == 0, str(result)
     jobs = planned(result.output)
-    assert "train_batch" not in jobs, jobs
+    assert "train_shard" not in jobs, jobs
     assert jobs.get("measure_claim") == 2 and jobs.get("judge_claims") == 1, jobs
     assert jobs.get("draw_claim_figure", 0) >= 3, jobs
 
@@ -121,7 +121,7 @@ def test_editing_a_method_reruns_training_and_everything_after(project):
         result = run("-n")
     assert result.returncode == 0, str(result)
     jobs = planned(result.output)
-    assert jobs.get("train_batch") == 1 and jobs.get("measure_claim") == 2 and jobs.get("judge_claims") == 1, jobs
+    assert jobs.get("train_shard") == 1 and jobs.get("measure_claim") == 2 and jobs.get("judge_claims") == 1, jobs
 
 
 def test_unknown_claim_lists_plugins_too(project, snakemake, tmp_path):

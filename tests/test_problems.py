@@ -36,13 +36,13 @@ def points(problem, n=3, seed=0):
 def test_closed_form_gradient_equals_autograd(name):
     problem = make_problem(name, seed=0, **SMALL[name])
     assert problem.grad is not None, f"{name} is expected to provide a closed-form gradient"
-    batches = [problem.train_data]
+    data_tuples = [problem.train_data]
     if problem.train_data:
-        batches.append(tuple(t[:7] for t in problem.train_data))  # a mini-batch as well
+        data_tuples.append(tuple(t[:7] for t in problem.train_data))  # a mini-batch as well
     for x in points(problem):
-        for batch in batches:
-            auto = torch.func.grad(problem.loss)(x, batch)
-            closed = problem.grad(x, batch)
+        for data in data_tuples:
+            auto = torch.func.grad(problem.loss)(x, data)
+            closed = problem.grad(x, data)
             torch.testing.assert_close(closed, auto, rtol=1e-12, atol=1e-13, msg=f"{name}: gradient at {x}")
 
 
@@ -240,7 +240,7 @@ def test_minibatches_are_seeded_and_cover_each_epoch():
     for (xa, ya), (xb, yb) in zip(a, b):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert any(not torch.equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
-    assert all(x.shape[0] == size for x, _ in a)  # the partial last batch is dropped
+    assert all(x.shape[0] == size for x, _ in a)  # the partial last mini-batch is dropped
     per_epoch = n // size
     rows = [tuple(r) for x, _ in a[:per_epoch] for r in x.tolist()]
     assert len(set(rows)) == per_epoch * size, "no sample twice within an epoch"

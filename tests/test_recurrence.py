@@ -162,7 +162,7 @@ def test_nesterov_matches_torch_sgd_after_change_of_variables(problem_name, lam)
 
 
 class FullGradient(Oracle):
-    """The problem's full-batch gradient, row by row (independent of the engines' oracles)."""
+    """The problem's gradient on the full training data, row by row (independent of the engines' oracles)."""
 
     provides = frozenset({"grad"})
 
@@ -242,13 +242,13 @@ CLOSED_FORM_CASES = [
 @pytest.mark.parametrize("method,h,lam", CLOSED_FORM_CASES)
 def test_recurrence_matches_closed_form_on_quadratic(method, h, lam):
     problem = small_quadratic()
-    step, momentum, a = coefficients(method, h, lam)
+    step_size, momentum, a = coefficients(method, h, lam)
     steps = list(range(0, N_STEPS + 1, 7)) + [N_STEPS]
-    exact = quadratic_recurrence(problem, steps, h=step, lam=momentum, a=a)
-    x, _ = ours_functional(problem, h=step, lam=momentum, a=a)
+    exact = quadratic_recurrence(problem, steps, h=step_size, lam=momentum, a=a)
+    x, _ = ours_functional(problem, h=step_size, lam=momentum, a=a)
     assert_close(x[steps], exact, f"{method} h={h} lam={lam}: functional recurrence against closed form")
     closure = a != 0.0
-    x_opt = ours_optimizer(problem, h=step, lam=momentum, a=a, closure=closure)
+    x_opt = ours_optimizer(problem, h=step_size, lam=momentum, a=a, closure=closure)
     assert_close(x_opt[steps], exact, f"{method} h={h} lam={lam}: MomentumRecurrence against closed form")
     # the iterates moved: the comparison is not between two copies of x0
     assert np.linalg.norm(exact[-1] - problem.x0.numpy()) > 0.1
@@ -257,13 +257,13 @@ def test_recurrence_matches_closed_form_on_quadratic(method, h, lam):
 @pytest.mark.parametrize("method,h,lam", [c for c in CLOSED_FORM_CASES if c[2] > 0 and c[0] in ("hb", "nag")])
 def test_companion_power_agrees_with_characteristic_roots(method, h, lam):
     """The exact reference itself, computed two ways (matrix powers, roots)."""
-    step, momentum, a = coefficients(method, h, lam)
+    step_size, momentum, a = coefficients(method, h, lam)
     eig, _ = eigen(small_quadratic())
     for mu in eig:
         for k in (0, 1, 2, 17, N_STEPS):
-            power = companion_power(1.0 + momentum - step * mu * (1.0 + a), momentum - step * mu * a, k)
+            power = companion_power(1.0 + momentum - step_size * mu * (1.0 + a), momentum - step_size * mu * a, k)
             by_power = power[0, 0] + power[0, 1]
-            assert by_power == pytest.approx(mode_by_roots(mu, k, h=step, lam=momentum, a=a), abs=1e-10), (mu, k)
+            assert by_power == pytest.approx(mode_by_roots(mu, k, h=step_size, lam=momentum, a=a), abs=1e-10), (mu, k)
 
 
 def test_method_coefficients():
@@ -317,10 +317,10 @@ def test_unknown_method_lists_valid_ones():
 
 
 def test_gd_ignores_lam_through_the_method_object_too():
-    """Regression: ``Method("gd").coefficients`` used to return the rescaled step ``h / (1 - lam)``."""
+    """Regression: ``Method("gd").coefficients`` used to return the rescaled step size ``h / (1 - lam)``."""
     assert get_method("gd").coefficients(0.1, 0.5) == (0.1, 0.0, 0.0)
     assert get_method("gd_rescaled").coefficients(0.1, 0.5) == (0.2, 0.0, 0.0)
-    assert get_method("gd").columns(0.1, 0.9) == {"step": 0.1, "lam": 0.0, "a": 0.0}
+    assert get_method("gd").columns(0.1, 0.9) == {"step_size": 0.1, "lam": 0.0, "a": 0.0}
 
 
 def test_family_member_with_lookahead_hyperparameter():
@@ -328,7 +328,7 @@ def test_family_member_with_lookahead_hyperparameter():
     spec = resolve_method({"name": "heavy_ball_family", "a": 0.3})
     assert spec.label == "heavy_ball_family(a=0.3)" and resolve_method(spec.label) == spec
     assert get_method(spec.label) is METHODS["heavy_ball_family"] and get_method(spec.label).uses_momentum
-    assert spec.columns(0.1, 0.5) == {"step": 0.1, "lam": 0.5, "a": 0.3}
+    assert spec.columns(0.1, 0.5) == {"step_size": 0.1, "lam": 0.5, "a": 0.3}
 
 
 # --- Lightning path against the functional path --------------------------------------------------
@@ -364,7 +364,7 @@ def test_lightning_matches_functional(problem_name, method, batch_size):
     got = run_lightning(problem, **kwargs).columns()
     assert list(got["step"]) == list(ref["step"]) == list(record_steps(n_steps, 8, 5))
     for key in ("x", "m"):
-        assert_close(np.stack(got[key]), np.stack(ref[key]), f"{problem_name} {method} batch={batch_size}: {key}")
+        assert_close(np.stack(got[key]), np.stack(ref[key]), f"{problem_name} {method} batch_size={batch_size}: {key}")
     for key in ("loss", "grad_norm"):
-        assert_close(got[key], ref[key], f"{problem_name} {method} batch={batch_size}: {key}")
+        assert_close(got[key], ref[key], f"{problem_name} {method} batch_size={batch_size}: {key}")
     assert np.linalg.norm(ref["x"][-1] - ref["x"][0]) > 1e-3, "the run must move"

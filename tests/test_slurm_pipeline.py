@@ -8,8 +8,8 @@ by the ``runs`` fixture, because much of a cluster run is waiting for the next s
 
 * ``local``: the reference, run on this machine with the default profile;
 * ``cluster``: the whole pipeline on the cluster, site values given on the command line;
-* ``cancelled``: the training and prediction stage again (``--until predict_batch``: the sweep
-  group jobs of the batches with predictions), site values from a user profile; a group job is
+* ``cancelled``: the training and prediction stage again (``--until predict_shard``: the sweep
+  group jobs of the shards with predictions), site values from a user profile; a group job is
   cancelled with scancel while it trains, and the profile's retries must finish the stage anyway.
   Only this stage, to keep the module's run time down: the stages after it run exactly as in
   ``cluster``;
@@ -65,8 +65,8 @@ TEST_ONLY_ARGS = [
 
 # The memory test: one training job, 700 MB on the first attempt (the job step holds a Snakemake
 # and the training process, about 0.8 GB together), three times that on the retry.
-MEMORY_TARGET = "results/runs/experiment~k1_quadratic/batch~0/trajectory.parquet"
-MEMORY_RESOURCES = "train_batch:mem_mb=700*3**(attempt-1)"
+MEMORY_TARGET = "results/runs/experiment~k1_quadratic/shard~0/trajectory.parquet"
+MEMORY_RESOURCES = "train_shard:mem_mb=700*3**(attempt-1)"
 
 
 def pipeline_args(workdir: Path) -> list[str]:
@@ -119,7 +119,7 @@ class Background:
 
 
 class Canceller(threading.Thread):
-    """Cancels, with scancel, the first cluster job of ``workdir`` that holds train_batch jobs, once
+    """Cancels, with scancel, the first cluster job of ``workdir`` that holds train_shard jobs, once
     it is RUNNING and a training script has started in it."""
 
     def __init__(self, cluster, workdir: Path, deadline: float):
@@ -133,7 +133,7 @@ class Canceller(threading.Thread):
         while self.job is None and time.monotonic() < self.deadline:
             running = [j for j in self.cluster.job_table("RUNNING")
                        if os.path.realpath(j["workdir"]) == os.path.realpath(self.workdir)
-                       and "train_batch" in j["comment"]]
+                       and "train_shard" in j["comment"]]
             if running and train_logs.is_dir() and any(train_logs.rglob("*.log")):
                 self.cluster.scancel(running[0]["id"])
                 self.job, self.cancelled_at = running[0], time.monotonic()
@@ -155,7 +155,7 @@ def runs(cluster, tmp_path_factory):
                        base / "local", env)
     on_cluster = Background("cluster", cluster_args(base / "cluster", *SITE_ARGS), base / "cluster", env)
     cancelled = Background("cancelled", cluster_args(base / "cancelled", "--profile", str(site_profile),
-                                                     "--until", "predict_batch"), base / "cancelled", env)
+                                                     "--until", "predict_shard"), base / "cancelled", env)
     canceller = Canceller(cluster, cancelled.workdir, cancelled.deadline)
     canceller.start()
     memory = Background("memory", [*cluster_args(base / "memory", *SITE_ARGS), "--set-resources",
@@ -201,18 +201,18 @@ def test_pipeline_on_cluster_equals_local_run(runs, reference, cluster):
     assert_same_results(files, reference, "cluster run")
     pd.testing.assert_frame_equal(pd.read_csv(files["claims.csv"]), pd.read_csv(reference["claims.csv"]))
     assert "Error in" not in result.output, run.describe(cluster)
-    # Grouping, each group job submitted once: one sweep job per training batch (with its
-    # predictions), one claim job per measure (with its figures) and per K4 curves figure, and the
-    # verdict.
-    batches = sum(name.endswith("trajectory.parquet") for name in reference)
+    # Grouping, each group job submitted once: one sweep job per shard (with its
+    # predictions), one claim job per measure (with its figures) and per figure drawn from one
+    # experiment's trajectories, and the verdict.
+    shards = sum(name.endswith("trajectory.parquet") for name in reference)
     claims = sum(name.startswith("measures/") and not name.endswith("_points.csv") for name in reference)
-    curves = sum(name.startswith("figures/K4/k4_curves_") for name in reference)
-    assert len(slurm_logs(run.workdir, "sweep")) == batches
+    curves = sum(name.startswith("figures/") and name.count("/") == 3 for name in reference)
+    assert len(slurm_logs(run.workdir, "sweep")) == shards
     assert len(slurm_logs(run.workdir, "claim")) == claims + curves
     assert len(list((run.workdir / ".snakemake" / "slurm_logs").glob("rule_judge_claims/*.log"))) == 1
     # The site values of the command line reached SLURM.
     jobs = jobs_of(cluster, run.workdir)
-    assert len(jobs) == batches + claims + curves + 1, jobs
+    assert len(jobs) == shards + claims + curves + 1, jobs
     assert all(j["state"] == "COMPLETED" for j in jobs), jobs
     assert {(j["account"], j["partition"]) for j in jobs} == {(ACCOUNT, "debug")}, jobs
 
@@ -265,7 +265,7 @@ def test_memory_overrun_is_reported_and_retried_with_more(runs, reference, clust
     out = result.output
     failure = out.index("Error in group sweep")
     assert str(first) in out[failure:]
-    assert "rule train_batch" in out[failure:] and MEMORY_TARGET in out[failure:]
+    assert "rule train_shard" in out[failure:] and MEMORY_TARGET in out[failure:]
     assert "exceeded memory limit" in out[failure:]
     # The retry asked for three times the memory and finished the job.
     restart = out.index("Trying to restart job", failure)
@@ -315,8 +315,8 @@ def test_dry_run_counts_cluster_jobs(config, tmp_path):
     stats = out[out.index("Job stats:"):]
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
     sweep_size = yaml.safe_load((PROFILE / "profile.yaml").read_text())["group-components"]["sweep"]
-    expected = {"group sweep": math.ceil(jobs["train_batch"] / sweep_size),
-                "group claim": jobs["measure_claim"] + jobs.get("draw_k4_curves", 0),
+    expected = {"group sweep": math.ceil(jobs["train_shard"] / sweep_size),
+                "group claim": jobs["measure_claim"] + jobs.get("draw_experiment_figure", 0),
                 "rule judge_claims": 1}
     expected["total"] = sum(expected.values())
     assert count_cluster_jobs(out) == expected

@@ -25,9 +25,9 @@ def _features(points: np.ndarray) -> np.ndarray:
     return np.stack([u, v, u * u, u * v, v * v, u ** 3, u * u * v, u * v * v, v ** 3], axis=1)
 
 
-def logistic_loss(x, batch, *, l2: float):
+def logistic_loss(x, data, *, l2: float):
     """Mean logistic loss of labels in {-1, 1}, plus ``l2/2 |w|^2``; ``x = (w, bias)``."""
-    inputs, labels = batch
+    inputs, labels = data
     margins = labels * (inputs @ x[..., :-1, None])[..., 0] + labels * x[..., -1:]
     return torch.nn.functional.softplus(-margins).mean(-1) + 0.5 * l2 * (x[..., :-1] ** 2).sum(-1)
 

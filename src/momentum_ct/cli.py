@@ -22,26 +22,26 @@ def _claims(args) -> int:
 
 
 def _check(args) -> int:
-    from .sweep import batch_table
+    from .sweep import shard_table
 
     with open(args.config) as fh:
         config = yaml.safe_load(fh)
-    table = batch_table(config)
-    print(f"{args.config}: {len(table)} series in {table[['experiment', 'batch']].drop_duplicates().shape[0]} "
-          f"batches, {sum(len(s.h) for s in table['spec'])} runs")
+    table = shard_table(config)
+    print(f"{args.config}: {len(table)} series in {table[['experiment', 'shard']].drop_duplicates().shape[0]} "
+          f"shards (training jobs), {sum(len(s.h) for s in table['spec'])} runs")
     return 0
 
 
 def _train(args) -> int:
     from .io import write_json, write_table
-    from .train.batch import run_batch
+    from .train.shard import run_shard
     from .train.series import SeriesSpec
 
     spec = SeriesSpec(experiment="cli", problem=args.problem, method=args.method, lam=args.lam, seed=args.seed,
                       h=tuple(args.h), t_max=args.horizon * (1.0 - args.lam), n_records=args.records,
                       dense_steps=args.dense_steps, batch_size=args.batch_size, engine=args.engine,
                       problem_options=json.loads(args.options))
-    columns, meta = run_batch([spec], log=print)
+    columns, meta = run_shard([spec], log=print)
     write_table(args.out, columns)
     write_json(args.out + ".json", meta)
     print(f"wrote {args.out} and {args.out}.json")

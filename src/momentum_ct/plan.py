@@ -13,10 +13,10 @@ from . import plugins as plugin_loader
 from .claims.registry import get_claim
 from .optim import resolve_method
 from .provenance import fingerprint, module_of
-from .sweep import batch_table
+from .sweep import shard_table
 
 # Modules each stage starts from (their import closure is the stage's code).
-TRAIN_MODULES = ("momentum_ct.train.batch",)  # not stages: it imports the claims, which training never runs
+TRAIN_MODULES = ("momentum_ct.train.shard",)  # not stages: it imports the claims, which training never runs
 CLAIM_MODULES = ("momentum_ct.stages", "momentum_ct.claims.measures")
 JUDGE_MODULES = ("momentum_ct.stages", "momentum_ct.claims.judge")
 
@@ -74,6 +74,6 @@ class Plan:
 def make_plan(config: dict[str, Any], config_dir: str | Path = ".") -> Plan:
     """Load the config's plug-ins, validate it against the registries and expand the sweep."""
     loaded = plugin_loader.load(list(config.get("plugins", [])), config_dir)
-    sweep = batch_table(config)
+    sweep = shard_table(config)
     claims = sorted({c for exp in config["experiments"].values() for c in exp.get("claims", [])})
     return Plan(config, loaded, sweep, claims)

@@ -16,7 +16,7 @@ from .claims import measures
 from .claims.registry import get_claim
 from .ct.integrate import OdeOptions
 from .io import read_json, read_table, read_trajectory, write_json, write_table
-from .train.batch import write_batch
+from .train.shard import write_shard
 from .train.series import SeriesSpec
 
 log = logging.getLogger("momentum_ct")
@@ -28,11 +28,11 @@ def load_plugins(plugins: Iterable[str] = ()) -> None:
 
 
 def train(specs: list[dict[str, Any]], trajectory: str, meta: str) -> None:
-    write_batch([SeriesSpec.from_dict(s) for s in specs], trajectory, meta, log=log.info)
+    write_shard([SeriesSpec.from_dict(s) for s in specs], trajectory, meta, log=log.info)
 
 
 def predict(claim_id: str, trajectory: str, meta: str, prediction: str, info: str, ode: dict[str, Any]) -> None:
-    columns, details = measures.predict_batch(claim_id, read_trajectory(trajectory), read_json(meta, ["series"]),
+    columns, details = measures.predict_shard(claim_id, read_trajectory(trajectory), read_json(meta, ["series"]),
                                               OdeOptions(**ode))
     write_table(prediction, columns)
     write_json(info, details)
@@ -40,14 +40,14 @@ def predict(claim_id: str, trajectory: str, meta: str, prediction: str, info: st
 
 def measure(claim_id: str, trajectories: list[str], metas: list[str], predictions: list[str], infos: list[str],
             fits: str, points: str, options: dict[str, Any]) -> None:
-    batches = []
+    shards = []
     for i, (t, m) in enumerate(zip(trajectories, metas)):
-        b = dict(traj=read_trajectory(t), meta=read_json(m, ["series"]))
+        shard = dict(traj=read_trajectory(t), meta=read_json(m, ["series"]))
         if predictions:
-            b["pred"] = read_table(predictions[i], ["kind", "t", "x"])
-            b["info"] = read_json(infos[i], ["series"])
-        batches.append(b)
-    fit_table, point_table = measures.measure(claim_id, batches, options)
+            shard["pred"] = read_table(predictions[i], ["kind", "t", "x"])
+            shard["info"] = read_json(infos[i], ["series"])
+        shards.append(shard)
+    fit_table, point_table = measures.measure(claim_id, shards, options)
     _write_csv(fit_table, fits)
     _write_csv(point_table, points)
 

@@ -13,7 +13,7 @@ from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import check_hyperparameters, resolve_method
 from .problems import PROBLEMS, check_problem_options
-from .train.series import BATCHED_ENGINES, SeriesSpec, check_engine
+from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
 
@@ -89,8 +89,8 @@ def validate_config(config: dict[str, Any]) -> None:
         if exp["horizon"] <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
-        if device == "cuda" and engine not in BATCHED_ENGINES:
-            raise ConfigError(f"{where}.device: only the batched engine runs on cuda; "
+        if device == "cuda" and engine not in STACKED_ENGINES:
+            raise ConfigError(f"{where}.device: only the stacked engine runs on cuda; "
                               f"engine {engine!r} runs on the cpu")
         dtype = exp.get("dtype", "float64")
         refused = sorted(c for c in exp.get("claims", []) if dtype not in CLAIMS[c].dtypes)
@@ -130,14 +130,14 @@ def sweep_table(config: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def batch_table(config: dict[str, Any]) -> pd.DataFrame:
-    """Series grouped into batches (one training job each) of at most ``series_per_batch`` series.
+def shard_table(config: dict[str, Any]) -> pd.DataFrame:
+    """Series grouped into shards (one training job each) of at most ``series_per_shard`` series.
 
     Series are taken in sweep order within an experiment, so the assignment is deterministic.
     """
     table = sweep_table(config)
-    per_batch = int(config.get("series_per_batch", 8))
-    if per_batch < 1:
-        raise ConfigError(f"series_per_batch must be >= 1, got {per_batch}")
-    table["batch"] = table.groupby("experiment", sort=False).cumcount() // per_batch
+    per_shard = int(config.get("series_per_shard", 8))
+    if per_shard < 1:
+        raise ConfigError(f"series_per_shard must be >= 1, got {per_shard}")
+    table["shard"] = table.groupby("experiment", sort=False).cumcount() // per_shard
     return table

@@ -11,7 +11,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 from momentum_ct.errors import ConfigError
 from momentum_ct.plan import make_plan
-from momentum_ct.train.batch import estimate_memory_mb
+from momentum_ct.train.shard import estimate_memory_mb
 
 # One environment serves every rule (used with --software-deployment-method conda).
 CONDA_ENV = "../../environment.yml"
@@ -25,7 +25,8 @@ except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 
 SWEEP = PLAN.sweep
-BATCHES = Paramspace(SWEEP[["experiment", "batch"]].drop_duplicates().reset_index(drop=True))
+# One training job per shard: a few series of one experiment (``series_per_shard``).
+SHARDS = Paramspace(SWEEP[["experiment", "shard"]].drop_duplicates().reset_index(drop=True))
 CLAIMS = PLAN.claims
 PREDICTED_CLAIMS = PLAN.predicted_claims()
 # Jobs load the plug-ins themselves; relative paths keep the parameters independent of where the project lies.
@@ -34,36 +35,36 @@ PLUGINS = [os.path.relpath(p.path) for p in PLAN.plugins]
 
 wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
-    batch="[0-9]+",
+    shard="[0-9]+",
     claim="[A-Z][A-Za-z0-9]*",
     figure="[a-z0-9_]+",
 
 
-def batch_dir(experiment, batch):
-    return f"experiment~{experiment}/batch~{batch}"
+def shard_dir(experiment, shard):
+    return f"experiment~{experiment}/shard~{shard}"
 
 
-def batches_of_claim(claim):
-    """(experiment, batch) pairs of the experiments that carry a claim."""
+def shards_of_claim(claim):
+    """(experiment, shard) pairs of the experiments that carry a claim."""
     rows = SWEEP[SWEEP["experiment"].isin(PLAN.experiments_of(claim))]
-    return rows[["experiment", "batch"]].drop_duplicates().itertuples(index=False)
+    return rows[["experiment", "shard"]].drop_duplicates().itertuples(index=False)
 
 
-def batch_rows(wildcards):
-    return SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["batch"] == int(wildcards.batch))]
+def shard_rows(wildcards):
+    return SWEEP[(SWEEP["experiment"] == wildcards.experiment) & (SWEEP["shard"] == int(wildcards.shard))]
 
 
-def get_batch_specs(wildcards):
-    return [spec.as_dict() for spec in batch_rows(wildcards)["spec"]]
+def get_shard_specs(wildcards):
+    return [spec.as_dict() for spec in shard_rows(wildcards)["spec"]]
 
 
 def get_train_mem_mb(wildcards):
-    """Memory of a training job on its first attempt: at least 2 GB, more for batches recording many rows."""
-    return max(2000, estimate_memory_mb(list(batch_rows(wildcards)["spec"])))
+    """Memory of a training job on its first attempt: at least 2 GB, more for shards recording many rows."""
+    return max(2000, estimate_memory_mb(list(shard_rows(wildcards)["spec"])))
 
 
 def get_measure_inputs(wildcards):
-    pairs = [batch_dir(e, b) for e, b in batches_of_claim(wildcards.claim)]
+    pairs = [shard_dir(e, s) for e, s in shards_of_claim(wildcards.claim)]
     inputs = dict(
         trajectories=[f"results/runs/{p}/trajectory.parquet" for p in pairs],
         metas=[f"results/runs/{p}/meta.json" for p in pairs],
@@ -80,7 +81,7 @@ def measure_options():
 
 def get_experiment_trajectories(wildcards):
     rows = SWEEP[SWEEP["experiment"] == wildcards.experiment]
-    return [f"results/runs/{batch_dir(wildcards.experiment, b)}/trajectory.parquet" for b in sorted(set(rows["batch"]))]
+    return [f"results/runs/{shard_dir(wildcards.experiment, s)}/trajectory.parquet" for s in sorted(set(rows["shard"]))]
 
 
 # Fingerprints of the package code (and plug-ins) each job runs: editing it reruns the job.

@@ -1,10 +1,10 @@
-rule predict_batch:
+rule predict_shard:
     input:
-        trajectory=f"results/runs/{BATCHES.wildcard_pattern}/trajectory.parquet",
-        meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
+        trajectory=f"results/runs/{SHARDS.wildcard_pattern}/trajectory.parquet",
+        meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json",
     output:
-        prediction=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.parquet",
-        info=f"results/predictions/{{claim}}/{BATCHES.wildcard_pattern}.json",
+        prediction=f"results/predictions/{{claim}}/{SHARDS.wildcard_pattern}.parquet",
+        info=f"results/predictions/{{claim}}/{SHARDS.wildcard_pattern}.json",
     params:
         ode=config["ode"],
         plugins=PLUGINS,
@@ -12,10 +12,10 @@ rule predict_batch:
     conda:
         CONDA_ENV
     log:
-        f"logs/predict/{{claim}}/{BATCHES.wildcard_pattern}.log",
+        f"logs/predict/{{claim}}/{SHARDS.wildcard_pattern}.log",
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     script:
-        "../scripts/predict_batch.py"
+        "../scripts/predict_shard.py"

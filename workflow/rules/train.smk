@@ -1,18 +1,18 @@
-rule train_batch:
+rule train_shard:
     output:
-        trajectory=f"results/runs/{BATCHES.wildcard_pattern}/trajectory.parquet",
-        meta=f"results/runs/{BATCHES.wildcard_pattern}/meta.json",
+        trajectory=f"results/runs/{SHARDS.wildcard_pattern}/trajectory.parquet",
+        meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json",
     params:
-        specs=get_batch_specs,
+        specs=get_shard_specs,
         plugins=PLUGINS,
         code=get_train_code,
     conda:
         CONDA_ENV
     log:
-        f"logs/train/{BATCHES.wildcard_pattern}.log",
+        f"logs/train/{SHARDS.wildcard_pattern}.log",
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: get_train_mem_mb(wc) * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     script:
-        "../scripts/train_batch.py"
+        "../scripts/train_shard.py"

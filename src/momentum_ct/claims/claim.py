@@ -30,6 +30,7 @@ class Quantity:
     ``comparison``: ``close`` (|measured - predicted| <= band), ``below`` (measured <= predicted + band)
     or ``above`` (measured >= predicted - band). ``band`` is ``tolerance``, times |predicted| when
     ``relative``. ``regime_limit``: rows whose asymptotic-regime number exceeds it are inconclusive.
+    ``min_points``: rows measured from fewer points (an order from fewer h) are inconclusive.
     """
 
     name: str
@@ -38,6 +39,7 @@ class Quantity:
     comparison: str = "close"
     relative: bool = False
     regime_limit: float | None = None
+    min_points: int = 1
 
     def band(self, predicted: float) -> float:
         return self.tolerance * abs(predicted) if self.relative else self.tolerance
@@ -48,19 +50,31 @@ class Quantity:
         return f"{100 * self.tolerance:g}%" if self.relative else f"{self.tolerance:g}"
 
     def verdict(self, predicted: float, measured: float, ci_low: float = math.nan, ci_high: float = math.nan,
-                regime: float = math.nan) -> str:
+                regime: float = math.nan, n_points: int | None = None) -> str:
+        return self.judge(predicted, measured, ci_low, ci_high, regime, n_points)[0]
+
+    def judge(self, predicted: float, measured: float, ci_low: float = math.nan, ci_high: float = math.nan,
+              regime: float = math.nan, n_points: int | None = None) -> tuple[str, str]:
+        """``(verdict, reason)``; the reason says why a row is inconclusive (empty otherwise).
+
+        Never overstated: a value that was not measured, a value measured outside the asymptotic regime,
+        or one fitted on fewer than ``min_points`` points is inconclusive, whatever its size.
+        """
         if not math.isfinite(measured):
-            return INCONCLUSIVE
+            return INCONCLUSIVE, "not measured (no finite value)"
         if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
-            return INCONCLUSIVE
+            return INCONCLUSIVE, (f"outside the asymptotic regime: h L/(1-lam)^2 = {regime:.3g} > "
+                                  f"{self.regime_limit:g}")
+        if n_points is not None and n_points < self.min_points:
+            return INCONCLUSIVE, f"from {n_points} point(s); needs at least {self.min_points}"
         band = self.band(predicted)
         lo, hi = {"close": (predicted - band, predicted + band), "below": (-math.inf, predicted + band),
                   "above": (predicted - band, math.inf)}[self.comparison]
         if lo <= measured <= hi:
-            return SUPPORTED
+            return SUPPORTED, ""
         if math.isfinite(ci_low) and math.isfinite(ci_high) and ci_low <= hi and ci_high >= lo:
-            return INCONCLUSIVE  # the point misses, but the interval still reaches the band
-        return NOT_SUPPORTED
+            return INCONCLUSIVE, "the value misses the band, its interval reaches it"
+        return NOT_SUPPORTED, ""
 
 
 @dataclass(frozen=True)

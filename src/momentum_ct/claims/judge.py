@@ -16,11 +16,15 @@ def judge(fits: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in MEASURE_COLUMNS if c not in fits.columns]
     if missing:
         raise ValueError(f"measure table lacks column(s) {', '.join(missing)}")
-    verdicts = []
+    verdicts, notes = [], []
     for r in fits.itertuples(index=False):
         q = get_claim(r.claim_id).quantity(r.quantity)
-        verdicts.append(q.verdict(r.predicted, r.measured, r.ci_low, r.ci_high, r.regime))
-    out = fits.assign(verdict=verdicts)
+        n_points = int(r.n_points) if r.n_points == r.n_points else None  # NaN: not counted
+        verdict, reason = q.judge(r.predicted, r.measured, r.ci_low, r.ci_high, r.regime, n_points)
+        verdicts.append(verdict)
+        note = "" if not isinstance(r.note, str) else r.note
+        notes.append("; ".join(part for part in (note, reason) if part))
+    out = fits.assign(verdict=verdicts, note=notes)
     return out[CLAIMS_COLUMNS].sort_values(["claim_id", "experiment", "quantity", "method", "lam", "seed"],
                                             kind="stable").reset_index(drop=True)
 

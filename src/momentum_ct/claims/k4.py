@@ -107,7 +107,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, fit_points: i
     for (method, lam, seed), g in table.groupby(["method", "lam", "seed"]):
         spec = specs[(method, lam, seed)]
         g = g.sort_values("h")
-        batch = "full batch" if spec.batch_size is None else f"mini-batch {spec.batch_size}"
+        sampling = "full batch" if spec.batch_size is None else f"mini-batch {spec.batch_size}"
         for suffix in CURVES.values():
             if f"gap_{suffix}" not in g:
                 continue
@@ -118,7 +118,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, fit_points: i
             rows.append(row("K4", spec, f"gap_order_{suffix}", 1.0, fit.slope, (fit.ci_low, fit.ci_high),
                             h_min=float(window["h"].min()) if len(window) else math.nan, h_max=h_max,
                             regime=regime_number(h_max, curvature[lam], lam), n_points=fit.n_points,
-                            note=f"{batch}; finest {fit.n_points} h"))
+                            note=f"{sampling}; finest {fit.n_points} h"))
             smallest = g.iloc[0]
             measured, predicted = float(smallest[f"gap_{suffix}"]), float(smallest[f"lag_gap_{suffix}"])
             ratio = measured / predicted if predicted > 0 and math.isfinite(measured) else math.nan
@@ -128,7 +128,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, fit_points: i
                 ci = (low / n_test / predicted, high / n_test / predicted)
             rows.append(row("K4", spec, f"lag_ratio_{suffix}", 1.0, ratio, ci, h_min=float(smallest["h"]),
                             h_max=float(smallest["h"]), regime=regime_number(float(smallest["h"]), curvature[lam], lam),
-                            n_points=1, note=f"{batch}; gap {measured:.4g}, lag prediction {predicted:.4g}"))
+                            n_points=1, note=f"{sampling}; gap {measured:.4g}, lag prediction {predicted:.4g}"))
     points = table.assign(claim_id="K4", experiment=any_spec.experiment, problem=any_spec.problem,
                           regime=[regime_number(h, curvature[lam], lam) for h, lam in zip(table["h"], table["lam"])]
                           if not table.empty else [])
@@ -153,8 +153,8 @@ CLAIM = Claim(
                 "largest change of the rescaled-GD curve over the lag (accuracy: exact Poisson interval of the count "
                 "of test points behind the gap)",
     quantities=quantities(
-        Quantity("gap_order_loss", _ORDER.format(curve="training-loss"), 0.2, regime_limit=0.05),
-        Quantity("gap_order_accuracy", _ORDER.format(curve="test-accuracy"), 0.2, regime_limit=0.05),
+        Quantity("gap_order_loss", _ORDER.format(curve="training-loss"), 0.2, regime_limit=0.05, min_points=3),
+        Quantity("gap_order_accuracy", _ORDER.format(curve="test-accuracy"), 0.2, regime_limit=0.05, min_points=3),
         Quantity("lag_ratio_loss", _LAG.format(curve="training-loss"), 0.25, relative=True, regime_limit=0.05),
         Quantity("lag_ratio_accuracy", _LAG.format(curve="test-accuracy"), 0.25, relative=True, regime_limit=0.05),
     ),

@@ -20,7 +20,7 @@ BUILTIN: tuple[Claim, ...] = (
         measurement="log-log slope of the sup error over the finest h halvings (95% CI); c fitted by least "
                     "squares against the plain gradient flow at the finest h, uncertainty from the next-finest h",
         quantities=quantities(
-            Quantity("order", "order of convergence in h", 0.1, regime_limit=0.05),
+            Quantity("order", "order of convergence in h", 0.1, regime_limit=0.05, min_points=3),
             Quantity("rescale_factor", "fitted time-rescaling factor c", 0.02, relative=True),
         ),
         predict=k1.predict,
@@ -56,13 +56,13 @@ BUILTIN: tuple[Claim, ...] = (
                     "Rescaled GD gets no K2 rows: a one-step method, its velocity is not set by x_{-1} and it has "
                     "no transient to model",
         quantities=quantities(
-            Quantity("order", "order of convergence in h over the horizon", 0.1, regime_limit=0.05),
-            Quantity("order_transient", "order of convergence in h over the transient", 0.1, regime_limit=0.05),
+            Quantity("order", "order of convergence in h over the horizon", 0.1, regime_limit=0.05, min_points=3),
+            Quantity("order_transient", "order of convergence in h over the transient", 0.1, regime_limit=0.05, min_points=3),
             Quantity("error_ratio", "K2's sup error over K1's, horizon", 0.0, comparison="below"),
             Quantity("error_ratio_transient", "K2's sup error over K1's, transient", 0.0, comparison="below"),
-            Quantity("order_hessian_form", "order of NAG's unsubstituted form, horizon", 0.1, regime_limit=0.05),
+            Quantity("order_hessian_form", "order of NAG's unsubstituted form, horizon", 0.1, regime_limit=0.05, min_points=3),
             Quantity("order_transient_hessian_form", "order of NAG's unsubstituted form, transient", 0.1,
-                     regime_limit=0.05),
+                     regime_limit=0.05, min_points=3),
             Quantity("error_ratio_hessian_form", "unsubstituted form's sup error over K1's, horizon", 0.0,
                      comparison="below"),
             Quantity("error_ratio_transient_hessian_form", "unsubstituted form's sup error over K1's, transient",
@@ -108,13 +108,13 @@ BUILTIN: tuple[Claim, ...] = (
                      relative=True),
             Quantity("contraction_ratio_corrected", "per-step contraction towards the corrected manifold", 0.05,
                      relative=True),
-            Quantity("order", "order of F_h's flow after the transient", 0.2, regime_limit=0.05),
-            Quantity("order_flow", "order of the gradient flow of f after the transient", 0.2, regime_limit=0.05),
+            Quantity("order", "order of F_h's flow after the transient", 0.2, regime_limit=0.05, min_points=3),
+            Quantity("order_flow", "order of the gradient flow of f after the transient", 0.2, regime_limit=0.05, min_points=3),
             Quantity("order_barrett_dherin", "order of f + (h/(1 - lam))/4 |grad f|^2 after the transient", 0.2,
                      regime_limit=0.05),
             Quantity("order_ghosh", "order of the heavy-ball form f + h(1 + lam)/(4(1 - lam)^2) |grad f|^2 after "
                      "the transient", 0.2, regime_limit=0.05),
-            Quantity("order_from_start", "order of F_h's flow from x_0 at t = 0", 0.2, regime_limit=0.05),
+            Quantity("order_from_start", "order of F_h's flow from x_0 at t = 0", 0.2, regime_limit=0.05, min_points=3),
             Quantity("runner_up_error_ratio", "error of the best formula that differs from F_h over F_h's (above "
                      "1: F_h fits best)", 0.0, comparison="above"),
         ),

@@ -5,7 +5,7 @@ written in the nominal time ``t = k h`` of the run it is compared with::
 
     dx/dt = - scale * grad F(x) = - scale * (grad f + 2 c Hess f grad f)
 
-A run iterates ``(step s, momentum mu, look-ahead a)`` (``optim.coefficients``); in its own time
+A run iterates ``(step size s, momentum mu, look-ahead a)`` (``optim.coefficients``); in its own time
 ``k s`` the paper's modified flow is ``-grad F_s / (1 - mu)`` with
 ``c = s [(1 + mu) - 2 a (1 - mu)] / (4 (1 - mu)^2)``, and ``t = k h`` gives ``scale = s / (h (1 - mu))``
 with ``c`` unchanged. The competing formulas differ only in ``c``:
@@ -76,28 +76,28 @@ def modified_flow(problem: Problem, c: float, scale: float) -> Callable[[Tensor,
     return rhs
 
 
-def time_scale(step: float, momentum: float, h: float) -> float:
+def time_scale(step_size: float, momentum: float, h: float) -> float:
     """``s / (h (1 - mu))``: the factor of a run's modified flow in nominal time ``t = k h``."""
-    return step / (h * (1.0 - momentum))
+    return step_size / (h * (1.0 - momentum))
 
 
-def _flow(step, momentum, a, h):
+def _flow(step_size, momentum, a, h):
     return 0.0
 
 
-def _kovachki_stuart(step, momentum, a, h):
-    return step * ((1.0 + momentum) - 2.0 * a * (1.0 - momentum)) / (4.0 * (1.0 - momentum) ** 2)
+def _kovachki_stuart(step_size, momentum, a, h):
+    return step_size * ((1.0 + momentum) - 2.0 * a * (1.0 - momentum)) / (4.0 * (1.0 - momentum) ** 2)
 
 
-def _barrett_dherin(step, momentum, a, h):
-    return h * time_scale(step, momentum, h) / 4.0
+def _barrett_dherin(step_size, momentum, a, h):
+    return h * time_scale(step_size, momentum, h) / 4.0
 
 
-def _ghosh(step, momentum, a, h):
-    return step * (1.0 + momentum) / (4.0 * (1.0 - momentum) ** 2)
+def _ghosh(step_size, momentum, a, h):
+    return step_size * (1.0 + momentum) / (4.0 * (1.0 - momentum) ** 2)
 
 
-# formula name -> c(step, momentum, a, h): the coefficient of |grad f|^2 in nominal time
+# formula name -> c(step_size, momentum, a, h): the coefficient of |grad f|^2 in nominal time
 MODIFIED_LOSSES: dict[str, Callable[[float, float, float, float], float]] = {
     "flow": _flow,
     "kovachki_stuart": _kovachki_stuart,
@@ -106,8 +106,8 @@ MODIFIED_LOSSES: dict[str, Callable[[float, float, float, float], float]] = {
 }
 
 
-def coefficient(formula: str, step: float, momentum: float, a: float, h: float) -> float:
-    """``c`` of a named modified loss for a run iterating ``(step, momentum, a)`` at nominal ``h``."""
+def coefficient(formula: str, step_size: float, momentum: float, a: float, h: float) -> float:
+    """``c`` of a named modified loss for a run iterating ``(step_size, momentum, a)`` at nominal ``h``."""
     if formula not in MODIFIED_LOSSES:
         raise unknown_name("modified loss", formula, MODIFIED_LOSSES)
-    return float(MODIFIED_LOSSES[formula](step, momentum, a, h))
+    return float(MODIFIED_LOSSES[formula](step_size, momentum, a, h))

@@ -17,18 +17,18 @@ def lookahead_point(x: Tensor, x_prev: Tensor, a: float) -> Tensor:
     return x if a == 0.0 else x + a * (x - x_prev)
 
 
-def momentum_update(x: Tensor, x_prev: Tensor, grad: Tensor, step: float, lam: float) -> tuple[Tensor, Tensor]:
+def momentum_update(x: Tensor, x_prev: Tensor, grad: Tensor, step_size: float, lam: float) -> tuple[Tensor, Tensor]:
     """One step given the gradient already evaluated at the look-ahead point."""
-    return x + lam * (x - x_prev) - step * grad, x
+    return x + lam * (x - x_prev) - step_size * grad, x
 
 
 def momentum_step(
-    x: Tensor, x_prev: Tensor, grad_fn: Callable[[Tensor], Tensor], step: float, lam: float, a: float
+    x: Tensor, x_prev: Tensor, grad_fn: Callable[[Tensor], Tensor], step_size: float, lam: float, a: float
 ) -> tuple[Tensor, Tensor]:
     """``(x_{k+1}, x_k)`` from ``(x_k, x_{k-1})``; ``grad_fn`` maps a point to the gradient there."""
-    return momentum_update(x, x_prev, grad_fn(lookahead_point(x, x_prev, a)), step, lam)
+    return momentum_update(x, x_prev, grad_fn(lookahead_point(x, x_prev, a)), step_size, lam)
 
 
-def velocity(x: Tensor, x_prev: Tensor, step: float) -> Tensor:
-    """``m_k = (x_k - x_{k-1}) / h``."""
-    return (x - x_prev) / step
+def velocity(x: Tensor, x_prev: Tensor, step_size: float) -> Tensor:
+    """``m_k = (x_k - x_{k-1}) / h`` (``h`` the step size)."""
+    return (x - x_prev) / step_size

@@ -138,14 +138,15 @@ def _parse_values(text: str, label: str) -> dict[str, float]:
 
 
 def coefficients(method: Any, h: float, lam: float) -> tuple[float, float, float]:
-    """``(step, lam, a)`` iterated by a member of the heavy-ball family (a name or label); ``gd`` ignores ``lam``.
+    """``(step_size, lam, a)`` iterated by a member of the heavy-ball family (a name or label); ``gd`` ignores ``lam``.
 
     Raises:
         ConfigError: unknown method, a method outside the family, or bad ``h``, ``lam`` or hyperparameters.
     """
     spec = resolve_method(method)
     if not isinstance(spec.method, HeavyBallFamily):
-        raise ConfigError(f"method {spec.name!r} is not a member of the heavy-ball family: it has no (step, lam, a)")
+        raise ConfigError(f"method {spec.name!r} is not a member of the heavy-ball family: "
+                          f"it has no (step_size, lam, a)")
     return spec.method.coefficients(h, lam, **spec.hyperparameters)
 
 

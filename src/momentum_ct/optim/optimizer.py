@@ -21,7 +21,7 @@ class MomentumRecurrence(torch.optim.Optimizer):
 
     Args:
         params: parameters or parameter groups.
-        lr: the step ``h`` (already rescaled for rescaled GD).
+        lr: the step size (``h``, rescaled to ``h / (1 - lam)`` for rescaled GD).
         momentum: ``lam`` in [0, 1).
         lookahead: ``a``; 0 for heavy ball, ``momentum`` for Nesterov.
     """
@@ -45,8 +45,8 @@ class MomentumRecurrence(torch.optim.Optimizer):
         spec = resolve_method(method, hyperparameters)
         if not isinstance(spec.method, HeavyBallFamily):
             raise ConfigError(f"MomentumRecurrence iterates the heavy-ball family only, not method {spec.name!r}")
-        step, momentum, a = spec.method.coefficients(h, lam, **spec.hyperparameters)
-        return cls(params, lr=step, momentum=momentum, lookahead=a)
+        step_size, momentum, a = spec.method.coefficients(h, lam, **spec.hyperparameters)
+        return cls(params, lr=step_size, momentum=momentum, lookahead=a)
 
     def _previous(self, p: torch.Tensor) -> torch.Tensor:
         state = self.state[p]

@@ -5,7 +5,7 @@ import inspect
 from typing import Any, Callable
 
 from ..errors import ConfigError, unknown_name
-from .base import Batch, Problem
+from .base import Data, Problem
 from .digits_mlp import make_digits_mlp
 from .quadratic import make_quadratic
 from .regression import make_regression
@@ -55,5 +55,5 @@ def make_problem(name: str, *, seed: int = 0, **options: Any) -> Problem:
         raise ConfigError(str(err)) from err
 
 
-__all__ = ["Batch", "PROBLEMS", "Problem", "check_problem_options", "make_problem", "problem_options",
+__all__ = ["Data", "PROBLEMS", "Problem", "check_problem_options", "make_problem", "problem_options",
            "register_problem"]

@@ -1,6 +1,6 @@
 """What every problem provides: a loss of the flat parameter vector, data, and a start point.
 
-Losses are pure functions of a flat float64 vector ``x`` (and optionally a mini-batch), so the
+Losses are pure functions of a flat float64 vector ``x`` (and of data: the training set or a mini-batch), so the
 same problem serves the functional recurrence, torch.func transforms (grad, vmap, jvp) and
 continuous-time integration. Network problems also expose their ``nn.Module`` for Lightning.
 """
@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-Batch = tuple[Tensor, ...]
+Data = tuple[Tensor, ...]  # a problem's data: tensors with the samples on the leading axis
 
 
 @dataclass
@@ -26,23 +26,23 @@ class Problem:
         name: registry name.
         options: the options it was built with (recorded in metadata).
         x0: start point, flat float64 vector.
-        loss: ``loss(x, batch) -> scalar``; pure, torch.func compatible.
-        train_data: full training batch (tensors), or ``()`` for data-free problems.
-        test_data: held-out batch, or ``()``.
-        accuracy: optional ``accuracy(x, batch) -> scalar`` for classifiers.
+        loss: ``loss(x, data) -> scalar``; pure, torch.func compatible.
+        train_data: the full training data (tensors), or ``()`` for data-free problems.
+        test_data: held-out data, or ``()``.
+        accuracy: optional ``accuracy(x, data) -> scalar`` for classifiers.
         module: the network as an ``nn.Module`` (network problems only).
-        grad: optional closed-form ``grad(x, batch)``; default ``torch.func.grad(loss)``.
+        grad: optional closed-form ``grad(x, data)``; default ``torch.func.grad(loss)``.
         hessian: the constant Hessian of a quadratic loss (closed forms), else ``None``.
-        hessian_vector: optional closed-form ``hessian_vector(x, v, batch)``, the Hessian of the loss at ``x``
+        hessian_vector: optional closed-form ``hessian_vector(x, v, data)``, the Hessian of the loss at ``x``
             applied to ``v``; default (and for a quadratic, ``hessian @ v``) in ``hvp``.
         minimiser: known minimiser, else ``None``.
         seed_sets_start_only: ``True`` when the seed changes only ``x0`` (loss, gradient and data are the
             same for every seed), so runs of different seeds can share one instance.
         vectorised: ``True`` when ``loss`` and the closed-form ``grad`` also take a stack of points (runs x
-            dim, one batch shared by all) and return one value or gradient per point, so the batched engine
+            dim, one data tuple shared by all) and return one value or gradient per point, so the stacked engine
             calls them directly instead of through ``vmap``.
-        batched_loss: optional ``batched_loss(xs, batch, per_run) -> losses``: the losses of a stack of
-            parameter vectors ``xs`` (runs x dim) in one pass; ``per_run`` says whether the batch tensors
+        stacked_loss: optional ``stacked_loss(xs, data, per_run) -> losses``: the losses of a stack of
+            parameter vectors ``xs`` (runs x dim) in one pass; ``per_run`` says whether the data tensors
             carry a leading run axis. Networks provide it where one wide matrix product per layer beats
             ``vmap``; gradients come from autograd.
 
@@ -53,19 +53,19 @@ class Problem:
     name: str
     options: dict[str, Any]
     x0: Tensor
-    loss: Callable[[Tensor, Batch], Tensor]
-    train_data: Batch = ()
-    test_data: Batch = ()
-    accuracy: Callable[[Tensor, Batch], Tensor] | None = None
+    loss: Callable[[Tensor, Data], Tensor]
+    train_data: Data = ()
+    test_data: Data = ()
+    accuracy: Callable[[Tensor, Data], Tensor] | None = None
     module: nn.Module | None = None
     hessian: Tensor | None = None
     minimiser: Tensor | None = None
-    grad: Callable[[Tensor, Batch], Tensor] | None = None  # closed form where cheap; tested against autograd
-    hessian_vector: Callable[[Tensor, Tensor, Batch], Tensor] | None = None  # closed form, same rule
+    grad: Callable[[Tensor, Data], Tensor] | None = None  # closed form where cheap; tested against autograd
+    hessian_vector: Callable[[Tensor, Tensor, Data], Tensor] | None = None  # closed form, same rule
     extra: dict[str, Any] = field(default_factory=dict)
     seed_sets_start_only: bool = False
     vectorised: bool = False
-    batched_loss: Callable[[Tensor, Batch, bool], Tensor] | None = None
+    stacked_loss: Callable[[Tensor, Data, bool], Tensor] | None = None
 
     @property
     def dim(self) -> int:
@@ -78,10 +78,10 @@ class Problem:
     def full_loss(self, x: Tensor) -> Tensor:
         return self.loss(x, self.train_data)
 
-    def gradient(self, x: Tensor, batch: Batch) -> Tensor:
+    def gradient(self, x: Tensor, data: Data) -> Tensor:
         if self.grad is not None:
-            return self.grad(x, batch)
-        return torch.func.grad(self.loss)(x, batch)
+            return self.grad(x, data)
+        return torch.func.grad(self.loss)(x, data)
 
     def full_grad(self, x: Tensor) -> Tensor:
         return self.gradient(x, self.train_data)
@@ -101,7 +101,7 @@ class Problem:
         return self.hessian_vector is not None or self.hessian is not None
 
     def evaluate(self, x: Tensor) -> dict[str, float]:
-        """Full-batch train loss and, where there are test data, test loss and accuracy."""
+        """Train loss on the full training data and, where there are test data, test loss and accuracy."""
         out = {"loss": float(self.full_loss(x))}
         if self.test_data:
             out["test_loss"] = float(self.loss(x, self.test_data))
@@ -110,8 +110,8 @@ class Problem:
         return out
 
     def minibatch_indices(self, batch_size: int, generator: torch.Generator):
-        """Endless index tensors of mini-batches: a fresh seeded permutation each epoch, last partial batch
-        dropped; ``None`` (the full batch) every step when ``batch_size`` covers the training set."""
+        """Endless index tensors of mini-batches: a fresh seeded permutation each epoch, last partial mini-batch
+        dropped; ``None`` (the full training data) every step when ``batch_size`` covers the training set."""
         n = self.n_train
         if batch_size >= n or n == 0:
             while True:
@@ -122,7 +122,7 @@ class Problem:
                 yield perm[i : i + batch_size]
 
     def minibatches(self, batch_size: int, generator: torch.Generator):
-        """Endless mini-batches drawn by ``minibatch_indices`` (the one definition of the batch sequence)."""
+        """Endless mini-batches drawn by ``minibatch_indices`` (the one definition of the mini-batch sequence)."""
         for idx in self.minibatch_indices(batch_size, generator):
             yield self.train_data if idx is None else tuple(t[idx.to(t.device)] for t in self.train_data)
 
@@ -164,8 +164,8 @@ def flat_module_loss(module: nn.Module, criterion: Callable[[Tensor, Tensor], Te
     def unflatten(x: Tensor) -> dict[str, Tensor]:
         return {n: c.view(s) for n, c, s in zip(names, torch.split(x, sizes), shapes)}
 
-    def loss(x: Tensor, batch: Batch) -> Tensor:
-        inputs, targets = batch
+    def loss(x: Tensor, data: Data) -> Tensor:
+        inputs, targets = data
         return criterion(torch.func.functional_call(module, unflatten(x), (inputs,)), targets)
 
     return loss, x0, unflatten

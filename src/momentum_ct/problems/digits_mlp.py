@@ -56,8 +56,8 @@ def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,
     criterion = nn.functional.cross_entropy
     loss, x0, unflatten = flat_module_loss(module, criterion)
 
-    def accuracy(x, batch):
-        inputs, targets = batch
+    def accuracy(x, data):
+        inputs, targets = data
         logits = torch.func.functional_call(module, unflatten(x), (inputs,))
         return (logits.argmax(-1) == targets).to(torch.float64).mean()
 
@@ -67,5 +67,5 @@ def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,
         x0=x0, loss=loss, train_data=train, test_data=test, accuracy=accuracy, module=module,
         extra=dict(unflatten=unflatten, criterion=criterion),
         seed_sets_start_only=True,  # the seed draws the initial weights; data and split are fixed by split_seed
-        batched_loss=stacked_sequential_loss(module, criterion),
+        stacked_loss=stacked_sequential_loss(module, criterion),
     )

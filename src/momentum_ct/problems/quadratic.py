@@ -12,7 +12,7 @@ import torch
 from .base import Problem
 
 
-def quadratic_loss(x, batch=(), *, a, x_star):
+def quadratic_loss(x, data=(), *, a, x_star):
     """``1/2 (x - x*)^T A (x - x*)``; ``x`` one point or a stack of points (rows)."""
     d = x - x_star
     if d.dim() == 1:
@@ -20,7 +20,7 @@ def quadratic_loss(x, batch=(), *, a, x_star):
     return 0.5 * (d * (d @ a)).sum(-1)  # a is exactly symmetric
 
 
-def quadratic_grad(x, batch=(), *, a, x_star):
+def quadratic_grad(x, data=(), *, a, x_star):
     """``A (x - x*)``; ``x`` one point or a stack of points (rows)."""
     d = x - x_star
     return a @ d if d.dim() == 1 else d @ a

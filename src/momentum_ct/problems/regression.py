@@ -26,12 +26,12 @@ def make_regression(*, seed: int = 0, n_samples: int = 200, dim: int = 10, noise
 
     train, test = sample(n_samples), sample(n_test)
 
-    def loss(w, batch):
-        xs, ys = batch
+    def loss(w, data):
+        xs, ys = data
         return 0.5 * torch.mean((xs @ w - ys) ** 2)
 
-    def grad(w, batch):
-        xs, ys = batch
+    def grad(w, data):
+        xs, ys = data
         return xs.T @ (xs @ w - ys) / xs.shape[0]
 
     xs = train[0]

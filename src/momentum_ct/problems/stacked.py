@@ -1,9 +1,9 @@
-"""Losses of a stack of networks, one per run, in one pass (for the batched engine).
+"""Losses of a stack of networks, one per run, in one pass (for the stacked engine).
 
-``vmap`` of ``functional_call`` over a stack of flat parameter vectors works, but its batching
+``vmap`` of ``functional_call`` over a stack of flat parameter vectors works, but its own
 rules pick the layouts: the loss is decomposed per sample and the activations change layout
 between forward and backward, which costs more than the matrix products on a CPU. Written for the
-stack, every layer is one batched product in a run-major layout ``(runs, samples, width)`` that
+stack, every layer is one product over the stack (``bmm``) in a run-major layout ``(runs, samples, width)`` that
 forward and backward share, the shared input is expanded (not copied) across runs, and the
 cross-entropy is one call with the classes on the middle axis. Only the forward pass is written
 here: autograd differentiates it, so the gradients are those of the same loss.
@@ -18,11 +18,11 @@ from torch.nn import functional as F
 
 
 class StackedSequentialLoss:
-    """``loss(xs, batch, per_run=False) -> (runs,)`` for an ``nn.Sequential`` of ``nn.Linear`` layers and
+    """``loss(xs, data, per_run=False) -> (runs,)`` for an ``nn.Sequential`` of ``nn.Linear`` layers and
     parameter-free modules (activations); ``xs`` holds flat vectors in ``named_parameters`` order.
 
-    ``per_run``: the batch tensors carry a leading run axis (mini-batches that differ between runs);
-    otherwise every run sees the same batch. ``width`` is the widest layer output (callers size chunks
+    ``per_run``: the data tensors carry a leading run axis (mini-batches that differ between runs);
+    otherwise every run sees the same data. ``width`` is the widest layer output (callers size chunks
     of runs with it).
     """
 
@@ -30,8 +30,8 @@ class StackedSequentialLoss:
         self.layers, self.sizes, self.criterion = layers, sizes, criterion
         self.width = max(spec[0] for kind, spec in layers if kind == "linear")
 
-    def __call__(self, xs: Tensor, batch, per_run: bool = False) -> Tensor:
-        inputs, targets = batch
+    def __call__(self, xs: Tensor, data, per_run: bool = False) -> Tensor:
+        inputs, targets = data
         n_runs = xs.shape[0]
         chunks = iter(torch.split(xs, self.sizes, dim=1))
         h, shared = inputs, not per_run  # shared: h is (samples, width), else (runs, samples, width)
@@ -42,7 +42,7 @@ class StackedSequentialLoss:
             out, inp, has_bias = spec
             w = next(chunks).view(n_runs, out, inp).transpose(1, 2)
             if shared:
-                h = h.expand(n_runs, *h.shape)  # a view: the batched product reads the input once per run
+                h = h.expand(n_runs, *h.shape)  # a view: the stacked product reads the input once per run
                 shared = False
             h = torch.baddbmm(next(chunks).unsqueeze(1), h, w) if has_bias else torch.bmm(h, w)
         if shared:  # no linear layer: every run sees the same output

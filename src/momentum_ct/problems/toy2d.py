@@ -10,18 +10,18 @@ import torch
 from .base import Problem
 
 
-def toy2d_loss(x, batch=()):
+def toy2d_loss(x, data=()):
     u, v = x[..., 0], x[..., 1]
     return 0.25 * (u**2 - 1.0) ** 2 + (v - 0.5 * u**2) ** 2
 
 
-def toy2d_grad(x, batch=()):
+def toy2d_grad(x, data=()):
     u, v = x[..., 0], x[..., 1]
     r = v - 0.5 * u**2
     return torch.stack([u * (u**2 - 1.0) - 2.0 * u * r, 2.0 * r], dim=-1)
 
 
-def toy2d_hvp(x, w, batch=()):
+def toy2d_hvp(x, w, data=()):
     """Hessian ``[[6u^2 - 2v - 1, -2u], [-2u, 2]]`` at ``x = (u, v)`` applied to ``w``."""
     u, v = x[..., 0], x[..., 1]
     a, b = w[..., 0], w[..., 1]

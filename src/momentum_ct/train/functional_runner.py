@@ -47,9 +47,9 @@ def run_functional(problem: Problem, *, method: Any, h: float, lam: float, n_ste
     check_needs(m, PROVIDES, "functional")
     recorder = TrajectoryRecorder(problem, h)
     wanted = set(int(k) for k in record_at)
-    batches = None
+    minibatches = None
     if batch_size is not None:
-        batches = problem.minibatches(batch_size, torch.Generator().manual_seed(seed))
+        minibatches = problem.minibatches(batch_size, torch.Generator().manual_seed(seed))
     x0 = problem.x0.clone().unsqueeze(0)
     state = m.init(x0, one_run_columns(spec.columns(h, lam), x0))
     for k in range(n_steps + 1):
@@ -59,7 +59,7 @@ def run_functional(problem: Problem, *, method: Any, h: float, lam: float, n_ste
                 break
         if k == n_steps:
             break
-        data = problem.train_data if batches is None else next(batches)
+        data = problem.train_data if minibatches is None else next(minibatches)
         state = m.step(state, k, RunOracle(problem, data))
         if has_diverged(m.iterate(state)[0]):
             recorder.mark_diverged(k + 1, _row(m.record(state)))

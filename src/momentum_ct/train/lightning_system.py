@@ -1,11 +1,12 @@
 """Lightning system, data module and recording callback for one run of the recurrence.
 
 The parameters are the problem's flat vector ``x`` (networks are evaluated through
-``functional_call``), so the recorded ``x_k`` is exactly the recurrence's iterate. Data are served
-as whole-batch tensors (no per-sample collation), which keeps Lightning's per-step cost low.
+``functional_call``), so the recorded ``x_k`` is exactly the recurrence's iterate. Each step's data
+(the full training data or a mini-batch) are served as whole tensors (no per-sample collation), which
+keeps Lightning's per-step cost low.
 
 Lightning steps a ``torch.optim.Optimizer``, so this engine trains the heavy-ball family only: its
-``MomentumRecurrence`` takes ``(step, lam, a)`` from the method object (``MomentumRecurrence.for_method``)
+``MomentumRecurrence`` takes ``(step_size, lam, a)`` from the method object (``MomentumRecurrence.for_method``)
 and the rows are the method's records of ``(x_k, x_{k-1})``, as in the other engines.
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ from .recorder import TrajectoryRecorder, has_diverged
 logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
 
 
-class _BatchStream(IterableDataset):
-    """Endless stream of ready-made batches (full batch or seeded mini-batches)."""
+class _DataStream(IterableDataset):
+    """Endless stream of each step's data, ready-made (the full training data or seeded mini-batches)."""
 
     def __init__(self, problem: Problem, batch_size: int | None, seed: int):
         self.problem, self.batch_size, self.seed = problem, batch_size, seed
@@ -46,8 +47,8 @@ class ProblemDataModule(pl.LightningDataModule):
         self.problem, self.batch_size, self.seed = problem, batch_size, seed
 
     def train_dataloader(self):
-        # batch_size=None: the dataset already yields batches, so the loader must not collate.
-        return DataLoader(_BatchStream(self.problem, self.batch_size, self.seed), batch_size=None)
+        # batch_size=None: the dataset already yields each step's data, so the loader must not collate.
+        return DataLoader(_DataStream(self.problem, self.batch_size, self.seed), batch_size=None)
 
 
 class MomentumSystem(pl.LightningModule):
@@ -65,8 +66,8 @@ class MomentumSystem(pl.LightningModule):
         self.x = nn.Parameter(problem.x0.clone())
         self.columns = {k: torch.tensor([[v]], dtype=self.x.dtype) for k, v in spec.columns(h, lam).items()}
 
-    def forward(self, batch):
-        return self.problem.loss(self.x, batch)
+    def forward(self, data):
+        return self.problem.loss(self.x, data)
 
     def training_step(self, batch, batch_idx):
         return self(batch)

@@ -23,7 +23,7 @@ class TrajectoryRecorder:
     """Rows ``step, t, loss, grad_norm, [test_loss, test_accuracy], x, m`` of one run.
 
     The vectors are the method's records (``Method.record``): for the heavy-ball family ``x`` is the
-    recurrence's ``x_k`` (never a look-ahead point) and ``m = (x_k - x_{k-1}) / step`` its velocity.
+    recurrence's ``x_k`` (never a look-ahead point) and ``m = (x_k - x_{k-1}) / step_size`` its velocity.
     Metrics are evaluated at ``x``; ``t = k h`` uses the nominal learning rate ``h`` of the run.
     """
 
@@ -44,7 +44,7 @@ class TrajectoryRecorder:
         self.append(k, metrics, {name: v.detach().to(torch.float64).cpu().numpy().copy() for name, v in values.items()})
 
     def append(self, k: int, metrics: dict[str, float] | None, vectors: Mapping[str, np.ndarray]) -> None:
-        """Add the row of step ``k`` from values computed elsewhere (the batched engine computes them for
+        """Add the row of step ``k`` from values computed elsewhere (the stacked engine computes them for
         many runs at once). ``metrics``: ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` in that
         order, or ``None`` for a diverged iterate; ``vectors``: the method's records, ``x`` first."""
         row = {"step": int(k), "t": k * self.h}

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def n_steps_for(horizon: float, h: float) -> int:
-    """Number of steps that reach time ``horizon`` with step ``h`` (rounded to the nearest)."""
+    """Number of steps that reach time ``horizon`` with step size ``h`` (rounded to the nearest)."""
     return max(1, int(round(horizon / h)))
 
 

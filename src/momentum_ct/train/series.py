@@ -2,8 +2,8 @@
 
 An order of convergence is a property of a whole h series, so a series is the unit of work: one
 trajectory file with a column ``h`` and one metadata file. The single-run engines train a series
-one run after another (``run_series``); the batched engine trains many series at once
-(``run_series_batched``); both give the same columns and metadata.
+one run after another (``run_series``); the stacked engine trains many series at once
+(``run_series_stacked``); both give the same columns and metadata.
 """
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ from ..errors import ConfigError
 from ..io import concat_columns
 from ..optim import HeavyBallFamily, Method, check_needs, resolve_method
 from ..problems import Problem, make_problem
-from .batched import PROVIDES as BATCHED_PROVIDES
-from .batched import RunRequest, resolve_device, resolve_dtype, run_batched, run_many
+from .stacked import PROVIDES as STACKED_PROVIDES
+from .stacked import RunRequest, resolve_device, resolve_dtype, run_many, run_stacked
 from .functional_runner import PROVIDES as FUNCTIONAL_PROVIDES
 from .functional_runner import run_functional
 from .progress import Progress
 from .recorder import TrajectoryRecorder
 from .schedule import n_steps_for, record_steps
 
-# Single-run engines (one run per call). "batched" here trains one run through the batched engine;
-# ``run_series_batched`` hands it whole batches of series, which is where it is fast.
-ENGINES: dict[str, Callable] = {"functional": run_functional, "batched": run_batched}
-BATCHED_ENGINES = ("batched",)
+# Single-run engines (one run per call). "stacked" here trains one run through the stacked engine;
+# ``run_series_stacked`` hands it whole shards of series, which is where it is fast.
+ENGINES: dict[str, Callable] = {"functional": run_functional, "stacked": run_stacked}
+STACKED_ENGINES = ("stacked",)
 # What each engine's oracle serves (the Lightning engine runs the heavy-ball family's optimizer instead).
-ENGINE_PROVIDES = {"functional": FUNCTIONAL_PROVIDES, "batched": BATCHED_PROVIDES}
+ENGINE_PROVIDES = {"functional": FUNCTIONAL_PROVIDES, "stacked": STACKED_PROVIDES}
 
 
 def _lightning_engine():
@@ -57,7 +57,7 @@ class SeriesSpec:
     engine: str = "functional"
     problem_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"  # float32 only for curves (K4), never for orders
-    device: str = "auto"  # batched engine: auto (CUDA where present), cpu or cuda; the others run on the CPU
+    device: str = "auto"  # stacked engine: auto (CUDA where present), cpu or cuda; the others run on the CPU
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,7 +89,7 @@ def check_engine(method: Method, engine: str) -> None:
     if engine == "lightning":
         if not isinstance(method, HeavyBallFamily):
             raise ConfigError(f"engine 'lightning' trains the heavy-ball family only, not method {method.name!r}; "
-                              f"use engine functional or batched")
+                              f"use engine functional or stacked")
         return
     if engine not in ENGINE_PROVIDES:
         raise ConfigError(f"unknown engine {engine!r}; valid engines: lightning, {', '.join(ENGINE_PROVIDES)}")
@@ -126,7 +126,7 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         columns = run["columns"]
         entry = dict(h=run["h"])
         if isinstance(run["method"].method, HeavyBallFamily):
-            entry.update(step_size=columns["step"], momentum=columns["lam"], lookahead=columns["a"])
+            entry.update(step_size=columns["step_size"], momentum=columns["lam"], lookahead=columns["a"])
         entries.append(entry | dict(columns=dict(columns), n_steps=run["n_steps"],
                                     diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
@@ -152,12 +152,12 @@ def run_series(spec: SeriesSpec, log: Callable[[str], None] = print) -> tuple[di
     return series_output(spec, problem, runs, recorders, "cpu")
 
 
-def run_series_batched(specs: list[SeriesSpec], log: Callable[[str], None] = print, *,
+def run_series_stacked(specs: list[SeriesSpec], log: Callable[[str], None] = print, *,
                        progress: bool = True) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Train every run of every series at once with the batched engine; one ``(columns, metadata)`` per spec.
+    """Train every run of every series at once with the stacked engine; one ``(columns, metadata)`` per spec.
 
     Specs of different dtype or device go to separate engine calls; within one call the engine stacks
-    all runs that share a problem instance (``batched.run_many``).
+    all runs that share a problem instance (``stacked.run_many``).
     """
     problems = [series_problem(spec) for spec in specs]
     runs = [series_runs(spec) for spec in specs]

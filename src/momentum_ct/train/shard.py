@@ -1,8 +1,8 @@
-"""A batch: several series trained in one process and written to one trajectory file.
+"""A shard: several series trained in one process (one training job) and written to one trajectory file.
 
-Batches keep the number of jobs small (a scheduler starts each job in seconds); the key columns
-``method, lam, seed`` tell the series of a batch apart. Series whose engine is ``batched`` are
-handed to the batched engine all at once, so every run of the batch is vectorised together; the
+Shards keep the number of jobs small (a scheduler starts each job in seconds); the key columns
+``method, lam, seed`` tell the series of a shard apart. Series whose engine is ``stacked`` are
+handed to the stacked engine all at once, so every run of the shard is vectorised together; the
 others are trained one run after another. The file is the same either way.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Callable
 from ..io import concat_columns, write_json, write_table
 from ..problems import make_problem
 from .schedule import n_steps_for, record_steps
-from .series import BATCHED_ENGINES, SeriesSpec, run_series, run_series_batched
+from .series import STACKED_ENGINES, SeriesSpec, run_series, run_series_stacked
 
 SERIES_KEYS = ("method", "lam", "seed")
 
@@ -23,9 +23,9 @@ SERIES_KEYS = ("method", "lam", "seed")
 BASE_MEMORY_MB = 1500
 
 
-def run_batch(specs: list[SeriesSpec], log: Callable[[str], None] = print) -> tuple[dict, dict]:
-    batched = [i for i, spec in enumerate(specs) if spec.engine in BATCHED_ENGINES]
-    results = dict(zip(batched, run_series_batched([specs[i] for i in batched], log))) if batched else {}
+def run_shard(specs: list[SeriesSpec], log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    stacked = [i for i, spec in enumerate(specs) if spec.engine in STACKED_ENGINES]
+    results = dict(zip(stacked, run_series_stacked([specs[i] for i in stacked], log))) if stacked else {}
     parts, metas = [], []
     for i, spec in enumerate(specs):
         columns, meta = results[i] if i in results else run_series(spec, log)
@@ -35,9 +35,9 @@ def run_batch(specs: list[SeriesSpec], log: Callable[[str], None] = print) -> tu
     return concat_columns(parts), {"series": metas}
 
 
-def write_batch(specs: list[SeriesSpec], trajectory: str | Path, meta: str | Path,
+def write_shard(specs: list[SeriesSpec], trajectory: str | Path, meta: str | Path,
                 log: Callable[[str], None] = print) -> None:
-    columns, metadata = run_batch(specs, log)
+    columns, metadata = run_shard(specs, log)
     write_table(trajectory, columns)
     write_json(meta, metadata)
 
@@ -48,8 +48,8 @@ def _dimension(problem: str, options: str) -> int:
 
 
 def estimate_memory_mb(specs: list[SeriesSpec]) -> int:
-    """Memory (MB) a batch needs: each recorded row holds ``x`` and ``m`` (float64) and is held about three
-    times (recorders, the table, the parquet writer), plus ``BASE_MEMORY_MB``. Paper-scale batches of
+    """Memory (MB) a shard needs: each recorded row holds ``x`` and ``m`` (float64) and is held about three
+    times (recorders, the table, the parquet writer), plus ``BASE_MEMORY_MB``. Paper-scale shards of
     network runs record gigabytes; a scheduler needs to know."""
     row_bytes = 0
     for spec in specs:

@@ -1,4 +1,4 @@
-"""The batched sweep engine against the single-run engines: same rows, same files, same divergence."""
+"""The stacked sweep engine against the single-run engines: same rows, same files, same divergence."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,8 @@ import torch
 from momentum_ct.errors import ConfigError
 from momentum_ct.problems import make_problem
 from momentum_ct.sweep import expand_series
-from momentum_ct.train.batch import write_batch
-from momentum_ct.train.batched import RunRequest, run_many
+from momentum_ct.train.shard import write_shard
+from momentum_ct.train.stacked import RunRequest, run_many
 from momentum_ct.train.functional_runner import run_functional
 from momentum_ct.train.progress import Progress
 from momentum_ct.train.schedule import n_steps_for, record_steps
@@ -76,7 +76,7 @@ def restore_torch_determinism():
 
 
 @pytest.mark.usefixtures("restore_torch_determinism", "single_torch_thread")
-def test_batched_matches_lightning_reference():
+def test_stacked_matches_lightning_reference():
     from momentum_ct.train.lightning_system import run_lightning
 
     requests = [_request(*r) for r in RUNS]
@@ -90,8 +90,8 @@ def test_batched_matches_lightning_reference():
 
 @pytest.mark.usefixtures("single_torch_thread")
 @pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)], ids=["one_seed", "three_seeds"])
-def test_minibatch_runs_draw_the_single_run_batch_sequence(seeds):
-    """One seed: every run shares each step's batch; several seeds: per-run batches (one stream per seed)."""
+def test_minibatch_runs_draw_the_single_run_minibatch_sequence(seeds):
+    """One seed: every run shares each step's mini-batch; several seeds: per-run mini-batches (one stream per seed)."""
     options = dict(hidden=[8], n_train=150)
     runs = [("digits_mlp", options, m, 0.9, s, h, 0.5, 32) for s in seeds for m in ("hb", "nag") for h in (0.02, 0.01)]
     requests = [_request(*r) for r in runs]
@@ -101,12 +101,13 @@ def test_minibatch_runs_draw_the_single_run_batch_sequence(seeds):
 
 @pytest.mark.usefixtures("single_torch_thread")
 def test_problems_whose_loss_depends_on_the_seed_get_one_instance_per_seed():
-    """Regression: the seed draws the data, so each seed is its own cohort (vmap path, per-seed batch streams)."""
+    """Regression: the seed draws the data, so each seed is its own cohort (vmap path, per-seed mini-batch streams)."""
     runs = [("regression", dict(n_samples=64, dim=4), m, 0.5, s, 0.05, 1.0, bs)
             for s in (0, 1) for m in ("hb", "nag") for bs in (None, 16)]
     requests = [_request(*r) for r in runs]
     for r, g in zip(requests, run_many(requests, device="cpu")):
-        assert_same_rows(_single(run_functional, r), g, f"regression seed={r.seed} {r.method.name} batch={r.batch_size}")
+        assert_same_rows(_single(run_functional, r), g,
+                         f"regression seed={r.seed} {r.method.name} batch_size={r.batch_size}")
 
 
 @pytest.mark.usefixtures("single_torch_thread")
@@ -127,19 +128,19 @@ def test_diverging_run_is_recorded_where_it_diverged_and_poisons_nothing():
 
 
 @pytest.mark.usefixtures("single_torch_thread")
-def test_batch_file_schema_equals_single_run_engine_and_rerun_is_byte_identical(tmp_path):
+def test_shard_file_schema_equals_single_run_engine_and_rerun_is_byte_identical(tmp_path):
     config = dict(experiments=dict(e=dict(
         problem="toy2d", methods=["hb", "nag", "gd_rescaled"], lam=[0.5, 0.9], seeds=[0, 1],
         h=dict(start=0.05, halvings=2, scale_with_momentum=True), horizon=1.0, n_records=20, dense_steps=5,
-        engine="batched")))
+        engine="stacked")))
     specs = expand_series(config)
     paths = {}
-    for name, engine in (("a", "batched"), ("b", "batched"), ("ref", "functional")):
+    for name, engine in (("a", "stacked"), ("b", "stacked"), ("ref", "functional")):
         chosen = [SeriesSpec.from_dict(s.as_dict() | dict(engine=engine)) for s in specs]
         paths[name] = (tmp_path / f"{name}.parquet", tmp_path / f"{name}.json")
-        write_batch(chosen, *paths[name], log=lambda line: None)
+        write_shard(chosen, *paths[name], log=lambda line: None)
     for i in (0, 1):
-        assert paths["a"][i].read_bytes() == paths["b"][i].read_bytes(), "batched rerun differs"
+        assert paths["a"][i].read_bytes() == paths["b"][i].read_bytes(), "stacked rerun differs"
     ref, got = pq.read_table(paths["ref"][0]), pq.read_table(paths["a"][0])
     assert ref.schema == got.schema
     for column in ref.column_names:
@@ -182,18 +183,18 @@ def test_float32_runs_and_says_so():
     for ref, g in zip(run_many(runs, device="cpu"), got):
         assert g.rows[-1]["x"].dtype == np.float64  # written as float64 whatever the dtype of the run
         assert_same_rows(ref, g, "float32 against float64", tol=1e-4)
-    spec = SeriesSpec("e", "toy2d", "hb", 0.5, 0, (0.01,), 0.1, engine="batched", dtype="float32")
-    from momentum_ct.train.series import run_series_batched
+    spec = SeriesSpec("e", "toy2d", "hb", 0.5, 0, (0.01,), 0.1, engine="stacked", dtype="float32")
+    from momentum_ct.train.series import run_series_stacked
 
-    ((_, meta),) = run_series_batched([spec], log=lambda line: None)
+    ((_, meta),) = run_series_stacked([spec], log=lambda line: None)
     assert meta["dtype"] == "float32"
 
 
 def test_config_refuses_float32_for_orders_and_cuda_for_single_run_engines():
     base = dict(problem="toy2d", methods=["hb"], lam=[0.5], h=[0.01], horizon=1.0)
     with pytest.raises(ConfigError, match="float64"):
-        expand_series(dict(experiments=dict(e=base | dict(claims=["K1"], dtype="float32", engine="batched"))))
-    with pytest.raises(ConfigError, match="only the batched engine runs on cuda"):
+        expand_series(dict(experiments=dict(e=base | dict(claims=["K1"], dtype="float32", engine="stacked"))))
+    with pytest.raises(ConfigError, match="only the stacked engine runs on cuda"):
         expand_series(dict(experiments=dict(e=base | dict(engine="lightning", device="cuda"))))
-    (spec,) = expand_series(dict(experiments=dict(e=base | dict(claims=["K4"], dtype="float32", engine="batched"))))
+    (spec,) = expand_series(dict(experiments=dict(e=base | dict(claims=["K4"], dtype="float32", engine="stacked"))))
     assert spec.dtype == "float32" and spec.device == "auto"

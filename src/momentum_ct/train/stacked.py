@@ -1,4 +1,4 @@
-"""Batched sweep engine: many runs of a method advanced together in one process.
+"""Stacked sweep engine: many runs of a method advanced together in one process.
 
 A run is one problem instance trained with one method and its hyperparameters for ``n_steps`` steps.
 Runs that share a problem instance and whose methods stack together (``Method.stack_key``: every
@@ -7,14 +7,14 @@ unless the seed sets nothing but the start point (``Problem.seed_sets_start_only
 digits MLP; the quadratic's Hessian depends on its seed, so each of its seeds is a cohort of its
 own). A cohort stacks its runs into one method state (``optim.protocol``: tensors of shape
 ``(runs, ...)``, per-run coefficients as ``runs x 1`` columns; for the heavy-ball family
-``step, lam, a``) and advances them in lockstep in the step index ``k``: per ``k``, one
+``step_size, lam, a``) and advances them in lockstep in the step index ``k``: per ``k``, one
 ``Method.step`` for all active runs, whose gradient requests the oracle answers with one evaluation
 for the whole stack (the problem's stacked network loss differentiated by autograd, else
 ``torch.func.vmap`` of the problem's gradient). Runs of different ``h`` have different lengths and
 recording steps: each keeps its own schedule (``schedule.record_steps``), the runs that record at
 ``k`` have their records (``Method.record``) copied aside, and a run leaves the stack
 (``Method.select``) after its last step. Copied iterates are evaluated (loss, gradient norm,
-test metrics) in large stacked batches, not one row at a time.
+test metrics) in large stacks, not one row at a time.
 
 Lockstep in ``k`` rather than groups of equal ``h`` run one after another: every step of every
 run is computed once either way, but lockstep needs as many iterations as the longest run,
@@ -56,7 +56,7 @@ CPU_CHUNK_ELEMENTS = 2**19
 PENDING_ELEMENTS = 2**23
 
 
-# What the batched engine's oracle serves.
+# What the stacked engine's oracle serves.
 PROVIDES = frozenset({GRAD})
 
 
@@ -116,10 +116,10 @@ def cohort_key(request: RunRequest) -> tuple:
             request.method.stack_key(request.columns))
 
 
-def run_batched(problem: Problem, *, method: Any, h: float, lam: float, n_steps: int, record_at,
+def run_stacked(problem: Problem, *, method: Any, h: float, lam: float, n_steps: int, record_at,
                 batch_size: int | None = None, seed: int = 0,
                 hyperparameters: Mapping[str, float] | None = None) -> TrajectoryRecorder:
-    """The single-run engine contract (as ``run_functional``), through the batched engine on the CPU."""
+    """The single-run engine contract (as ``run_functional``), through the stacked engine on the CPU."""
     request = RunRequest(problem, method, h, lam, n_steps, np.asarray(record_at), batch_size, seed,
                          dict(hyperparameters or {}))
     return run_many([request], device="cpu", dtype=problem.x0.dtype)[0]
@@ -143,7 +143,7 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
     if chunk_elements is None:
         chunk_elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else 0
     for method in {id(r.method): r.method for r in requests}.values():
-        check_needs(method, PROVIDES, "batched")
+        check_needs(method, PROVIDES, "stacked")
     recorders = [TrajectoryRecorder(r.problem, r.h) for r in requests]
     cohorts: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
@@ -159,13 +159,13 @@ class _Evaluator:
     """Stacked loss, gradient and metrics of one problem instance, chunked over runs.
 
     The gradient of a stack comes from, in order of preference: the problem's closed forms when they take
-    a stack (``Problem.vectorised``), its stacked network loss through autograd (``Problem.batched_loss``),
+    a stack (``Problem.vectorised``), its stacked network loss through autograd (``Problem.stacked_loss``),
     else ``vmap`` of its gradient (closed form or ``torch.func.grad`` of the loss).
     """
 
     def __init__(self, problem: Problem, chunk_runs: int):
         self.problem, self.chunk_runs = problem, chunk_runs
-        self.stacked = problem.batched_loss
+        self.stacked = problem.stacked_loss
         if self.stacked is None:
             grad_fn = problem.grad if problem.grad is not None else torch.func.grad(problem.loss)
             self._vmapped = {per_run: (torch.func.vmap(problem.loss, in_dims=(0, 0 if per_run else None)),
@@ -239,7 +239,7 @@ class _Cohort:
         self.problem = requests[0].problem.to(device, dtype)
         self.batch_size = requests[0].batch_size
         samples = self.problem.n_train if self.batch_size is None else min(self.batch_size, self.problem.n_train)
-        width = getattr(self.problem.batched_loss, "width", None)
+        width = getattr(self.problem.stacked_loss, "width", None)
         chunk_runs = 0
         if chunk_elements and width:
             chunk_runs = max(1, chunk_elements // max(1, samples * width))
@@ -281,7 +281,7 @@ class _Cohort:
         self._flush()
 
     def _step(self, k: int) -> None:
-        data, per_run = self._batch()
+        data, per_run = self._data()
         self.state = self.method.step(self.state, k, _StackOracle(self.evaluator, data, per_run))
         self._report(steps=self.active.size)
         bad = _diverged(self.method.iterate(self.state))
@@ -294,7 +294,7 @@ class _Cohort:
             self._remove(bad_np)
             self._report(runs=len(where), diverged=len(where))
 
-    def _batch(self):
+    def _data(self):
         """The data of the current step: shared by all active runs, or per run (mini-batches of several seeds)."""
         train = self.problem.train_data
         if not self.streams:
