@@ -22,6 +22,8 @@ replicate: $(STAMP)
 	rc=$$?; if [ $$rc -eq 75 ]; then echo "error: another 'make replicate' is running in $(RESULTS)" >&2; fi; exit $$rc
 
 replicate-locked: $(STAMP)
+	@# The one validation (YAML, schema, package checks, the sweep's size), one line per error, before any job.
+	$(BIN)/momentum-ct check $(CONFIG)
 	$(SMK) --unlock --quiet
 	$(SMK) --cores $(CORES)
 	$(SMK) --report results/report.html

@@ -23,7 +23,7 @@ from momentum_ct.sweep import expand_series, validate_config
 from momentum_ct.train.shard import write_shard
 from momentum_ct.train.stacked import RunRequest, run_many
 from momentum_ct.train.functional_runner import run_functional
-from momentum_ct.train.recorder import DIVERGENCE_NORM
+from momentum_ct.train.recorder import divergence_threshold
 
 from problems_exact import eigen, small_quadratic
 
@@ -111,15 +111,15 @@ def test_registered_toy_method_trains_in_the_stacked_engine(toy):
     assert rel_err(np.stack(single["x"]), np.stack(got[0].columns()["x"])) <= TOL, "functional engine agrees"
 
 
-def test_diverging_toy_run_leaves_the_stack_where_the_closed_form_overflows(toy):
-    problem = small_quadratic()  # largest eigenvalue 2: mu = 4 multiplies that mode by -7 per step
+def test_diverging_toy_run_leaves_the_stack_where_the_closed_form_outgrows_its_start(toy):
+    problem = small_quadratic()  # largest eigenvalue 2: mu = 1.05 multiplies that mode by -1.1 per step
     n_steps = 400
     stable = RunRequest(problem, {"name": TOY, "tau": 1e9}, 0.2, 0.0, n_steps, np.arange(0, n_steps + 1, 50))
-    bad = RunRequest(problem, {"name": TOY, "tau": 1e9}, 4.0, 0.0, n_steps, np.arange(0, n_steps + 1, 50))
+    bad = RunRequest(problem, {"name": TOY, "tau": 1e9}, 1.05, 0.0, n_steps, np.arange(0, n_steps + 1, 50))
     got_stable, got_bad = run_many([stable, bad], device="cpu")
     with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.linalg.norm(closed_form(problem, range(n_steps + 1), h=4.0, tau=1e9), axis=1)
-    expected = int(np.flatnonzero(~(norms <= DIVERGENCE_NORM))[0])
+        norms = np.linalg.norm(closed_form(problem, range(n_steps + 1), h=1.05, tau=1e9), axis=1)
+    expected = int(np.flatnonzero(~(norms <= divergence_threshold(problem.x0)))[0])
     assert 50 < expected < n_steps and got_bad.diverged_at == expected
     assert got_bad.rows[-1]["step"] == expected and got_bad.rows[-1]["loss"] == np.inf
     assert got_stable.diverged_at is None and len(got_stable.rows) == len(stable.record_at)
@@ -218,3 +218,18 @@ def test_select_runs_keeps_the_given_rows_of_every_leaf():
     assert torch.equal(kept["c"], torch.tensor([[4.0], [1.0]]))
     assert kept["flag"].tolist() == [False, True]
     assert state["x"].shape == (4, 3), "the state itself is untouched"
+
+
+def test_divergence_is_decided_relative_to_the_start():
+    """A run is diverged once its norm grows past a fixed factor of its start's, long before float64 overflows:
+    a norm of 1e92 is never recorded as a converged run."""
+    from momentum_ct.train.recorder import DIVERGENCE_FACTOR, has_diverged
+
+    x0 = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    threshold = divergence_threshold(x0)
+    assert threshold == pytest.approx(5.0 * DIVERGENCE_FACTOR)
+    assert divergence_threshold(torch.zeros(3, dtype=torch.float64)) == DIVERGENCE_FACTOR  # start at the origin
+    assert not has_diverged(x0 * 0.99 * DIVERGENCE_FACTOR, threshold)
+    assert has_diverged(x0 * 1.01 * DIVERGENCE_FACTOR, threshold)
+    assert has_diverged(torch.tensor([4.6e92, 0.0], dtype=torch.float64), threshold)
+    assert has_diverged(torch.tensor([float("nan"), 0.0], dtype=torch.float64), threshold)

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 
-import yaml
 
 from .errors import ConfigError
 
@@ -22,13 +21,14 @@ def _claims(args) -> int:
 
 
 def _check(args) -> int:
-    from .sweep import shard_table
+    from .validation import check_file
 
-    with open(args.config) as fh:
-        config = yaml.safe_load(fh)
-    table = shard_table(config)
-    print(f"{args.config}: {len(table)} series in {table[['experiment', 'shard']].drop_duplicates().shape[0]} "
-          f"shards (training jobs), {sum(len(s.h) for s in table['spec'])} runs")
+    plan = check_file(args.config, args.schema)
+    size = plan.size()
+    print(f"{args.config}: valid; {size['series']} series in {size['shards']} shards (training jobs), "
+          f"{size['runs']} runs, {size['run_steps']:.3g} run-steps (longest run {size['longest_run']:.3g} steps), "
+          f"about {size['trajectory_gb']:.3g} GB of trajectories, at most {size['job_memory_mb']} MB per training "
+          f"job; claims {', '.join(plan.claims)}")
     return 0
 
 
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("claims", help="list the claims registry").set_defaults(fn=_claims)
     p = sub.add_parser("check", help="validate a configuration file and count its series")
     p.add_argument("config")
+    p.add_argument("--schema", default="workflow/schemas/config.schema.yaml",
+                   help="the workflow's config schema (default: as seen from the repository root)")
     p.set_defaults(fn=_check)
     p = sub.add_parser("train", help="train one series (every h) and write its trajectory")
     p.add_argument("--problem", required=True)

@@ -20,7 +20,11 @@ TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "grad_norm", "x", "m")
 
 
 class SchemaError(ValueError):
-    """A file between stages lacks a column or key that its reader needs."""
+    """A file between stages lacks a column or key that its reader needs, or cannot be read at all."""
+
+
+# Every file between stages is a target of the pipeline, so deleting one and rerunning rebuilds it.
+REBUILD = "delete it and rerun the pipeline (make replicate) to rebuild it"
 
 
 def _to_arrow(columns: dict[str, Any]) -> pa.Table:
@@ -62,10 +66,13 @@ def read_table(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"missing input file {path}")
-    df = pq.read_table(path).to_pandas()
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as err:
+        raise SchemaError(f"{path} cannot be read ({err}); {REBUILD}") from None
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise SchemaError(f"{path} lacks column(s) {', '.join(missing)}")
+        raise SchemaError(f"{path} lacks column(s) {', '.join(missing)}; {REBUILD}")
     return df
 
 
@@ -90,10 +97,13 @@ def read_json(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"missing input file {path}")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SchemaError(f"{path} cannot be read ({err}); {REBUILD}") from None
     missing = [k for k in required if k not in data]
     if missing:
-        raise SchemaError(f"{path} lacks key(s) {', '.join(missing)}")
+        raise SchemaError(f"{path} lacks key(s) {', '.join(missing)}; {REBUILD}")
     return data
 
 

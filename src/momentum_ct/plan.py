@@ -14,6 +14,8 @@ from .claims.registry import get_claim
 from .optim import resolve_method
 from .provenance import fingerprint, module_of
 from .sweep import shard_table
+from .train.schedule import n_steps_for
+from .train.shard import estimate_memory_mb
 
 # Modules each stage starts from (their import closure is the stage's code).
 TRAIN_MODULES = ("momentum_ct.train.shard",)  # not stages: it imports the claims, which training never runs
@@ -40,6 +42,24 @@ class Plan:
 
     def caption(self, claim_id: str, figure: str) -> str:
         return get_claim(claim_id).caption(figure)
+
+    def size(self) -> dict[str, Any]:
+        """How big the sweep is: series, shards, runs, run-steps, the longest run, trajectory bytes, job memory."""
+        specs = list(self.sweep["spec"])
+        steps = [n_steps_for(s.t_max, h) for s in specs for h in s.h]
+        rows = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) for s in specs)
+        dims = {s.experiment: self._dim(s) for s in specs}
+        trajectory_bytes = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) * dims[s.experiment] * 16 for s in specs)
+        shards = self.sweep.groupby(["experiment", "shard"])["spec"].apply(list)
+        return dict(series=len(specs), shards=len(shards), runs=len(steps), run_steps=float(sum(steps)),
+                    longest_run=max(steps, default=0), recorded_rows=rows, trajectory_gb=trajectory_bytes / 1e9,
+                    job_memory_mb=max((estimate_memory_mb(list(s)) for s in shards), default=0))
+
+    @staticmethod
+    def _dim(spec) -> int:
+        from .problems import make_problem
+
+        return make_problem(spec.problem, seed=spec.seed, **spec.problem_options).dim
 
     # -- the code each job runs -----------------------------------------------------------------------
     def _plugin_files(self, names: set[tuple[str, str]]) -> list[Path]:

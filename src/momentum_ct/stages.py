@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from . import plugins as plugin_loader
 from .claims import judge as judge_mod
 from .claims import measures
+from .claims.common import MEASURE_COLUMNS
 from .claims.registry import get_claim
 from .ct.integrate import OdeOptions
 from .io import read_json, read_table, read_trajectory, write_json, write_table
@@ -52,17 +54,52 @@ def measure(claim_id: str, trajectories: list[str], metas: list[str], prediction
     _write_csv(point_table, points)
 
 
+def _read_fits(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a claim that measured no row (e.g. no series fitted)
+        return pd.DataFrame(columns=MEASURE_COLUMNS)
+
+
 def judge(fits: Iterable[str], claims_csv: str, claims_md: str) -> None:
-    table = pd.concat([pd.read_csv(f) for f in fits], ignore_index=True)
+    table = pd.concat([_read_fits(f) for f in fits], ignore_index=True)
     claims = judge_mod.judge(table)
     _write_csv(claims, claims_csv)
     _write_text(judge_mod.to_markdown(claims), claims_md)
 
 
 def draw(claim_id: str, figure: str, inputs: dict[str, Any], output: str) -> None:
-    """Draw one of a claim's figures (``Claim.figures``) from its inputs."""
+    """Draw one of a claim's figures (``Claim.figures``) from its inputs.
+
+    When the claim measured nothing finite (every run diverged, or no series fitted) the figure says so in
+    a panel instead of failing, and the pipeline goes on; with data to draw, a failure is a failure.
+    """
     claim = get_claim(claim_id)
-    claim.figure(figure).function()(inputs, output, claim)
+    try:
+        claim.figure(figure).function()(inputs, output, claim)
+    except Exception:
+        reason = _nothing_to_draw(inputs)
+        if reason is None:
+            raise
+        from .plots.style import empty_panel
+
+        log.warning("%s %s: %s", claim_id, figure, reason)
+        empty_panel(output, f"{claim_id}: {figure}", reason)
+
+
+def _nothing_to_draw(inputs: dict[str, Any]) -> str | None:
+    """Why a figure's inputs hold nothing to draw, or ``None`` when they hold something."""
+    if "fits" not in inputs:
+        return None
+    try:
+        fits = pd.read_csv(inputs["fits"])
+    except pd.errors.EmptyDataError:
+        return "the claim has no measured rows"
+    if fits.empty or "measured" not in fits:
+        return "the claim has no measured rows"
+    if not np.isfinite(fits["measured"].to_numpy(dtype=float)).any():
+        return "no finite measurement (every fit failed or every run diverged)"
+    return None
 
 
 def _write_text(text: str, path: str) -> None:

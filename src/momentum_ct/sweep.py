@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import torch
 
+from .claims.claim import REQUIREMENTS
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import check_hyperparameters, resolve_method
-from .problems import PROBLEMS, check_problem_options
+from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
@@ -64,40 +66,108 @@ def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
     return labels
 
 
+# Sizes refused unless the config's ``limits`` raise them (config/paper.yaml: 1.8e8 run-steps, the longest run
+# 2.1e6 steps, 13 GB of trajectories).
+LIMITS = {"run_steps": 1e9, "steps_per_run": 1e7, "result_gb": 50.0}
+
+
+def limits(config: dict[str, Any]) -> dict[str, float]:
+    return LIMITS | dict(config.get("limits") or {})
+
+
+def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[float, tuple]) -> bool:
+    """Whether an experiment lacks what a claim needs (``claims.claim.REQUIREMENTS``)."""
+    if requirement == "several_h":
+        return any(len(g) < 3 for g in grids.values())
+    if requirement == "momentum":
+        return not (any(getattr(m.method, "uses_momentum", False) for m in methods) and max(exp["lam"]) > 0)
+    if requirement == "network":
+        return problem.module is None or not problem.test_data
+    if requirement == "test_accuracy":
+        return problem.accuracy is None or not problem.test_data
+    if requirement == "rescaled_gd":
+        return not any(m.name == "gd_rescaled" for m in methods)
+    return False
+
+
 def validate_config(config: dict[str, Any]) -> None:
-    """Registry-level checks, each naming the offending key; raises ``ConfigError``."""
+    """Registry-level checks, each naming the offending key; raises ``ConfigError``.
+
+    Problems are built once here (their sizes are bounded by their factories), so what a claim needs of an
+    experiment, and the sweep's size, are known before any job.
+    """
     experiments = config.get("experiments") or {}
     if not experiments:
-        raise ConfigError("config has no experiments")
+        raise ConfigError("experiments: the config has no experiments")
+    bounds = limits(config)
+    total_steps, total_bytes = 0.0, 0.0
     for name, exp in experiments.items():
         where = f"experiments.{name}"
         if exp["problem"] not in PROBLEMS:
             raise ConfigError(f"{where}.problem: " + str(unknown_name("problem", exp["problem"], PROBLEMS)))
+        options = exp.get("problem_options", {})
         try:
-            check_problem_options(exp["problem"], exp.get("problem_options", {}))
+            check_problem_options(exp["problem"], options)
+        except ConfigError as err:
+            # a bad value's message starts with its option's name, an unknown option's does not
+            sep = "." if str(err).split(" ")[0].rstrip(":") in options else ": "
+            raise ConfigError(f"{where}.problem_options{sep}{err}") from None
+        try:
+            problem = make_problem(exp["problem"], seed=int(exp.get("seeds", [0])[0]), **options)
         except ConfigError as err:
             raise ConfigError(f"{where}.problem_options: {err}") from None
         method_labels(exp, where)
-        for c in exp.get("claims", []):
+        methods = [resolve_method(m) for m in exp["methods"]]
+        claims = exp.get("claims")
+        if not claims:
+            raise ConfigError(f"{where}.claims: an experiment without claims would be trained and never judged; "
+                              f"name at least one of: {', '.join(sorted(CLAIMS))}")
+        for c in claims:
             if c not in CLAIMS:
                 raise ConfigError(f"{where}.claims: " + str(unknown_name("claim", c, CLAIMS)))
+        grids = {}
         for lam in exp["lam"]:
             try:
-                h_grid(exp["h"], lam)
+                grids[lam] = h_grid(exp["h"], lam)
             except ConfigError as err:
                 raise ConfigError(f"{where}.h (lam={lam}): {err}") from None
+        for c in claims:
+            for requirement in CLAIMS[c].requires:
+                if _unmet(requirement, exp, problem, methods, grids):
+                    raise ConfigError(f"{where}.claims: claim {c} needs {REQUIREMENTS[requirement]}; "
+                                      f"experiment {name} does not offer it")
         if exp["horizon"] <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
+        longest = max(exp["horizon"] * (1.0 - lam) / h for lam, g in grids.items() for h in g)
+        if longest > bounds["steps_per_run"]:
+            raise ConfigError(f"{where}.h: the finest h with this horizon takes {longest:.3g} steps, above the limit "
+                              f"of {bounds['steps_per_run']:.3g} steps per run "
+                              "(raise limits.steps_per_run to allow it)")
+        seeds, n_methods = len(exp.get("seeds", [0])), len(methods)
+        records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
+        for lam, g in grids.items():
+            total_steps += seeds * n_methods * sum(exp["horizon"] * (1.0 - lam) / h for h in g)
+            total_bytes += seeds * n_methods * len(g) * records * problem.dim * 16  # x and m, float64
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
         if device == "cuda" and engine not in STACKED_ENGINES:
             raise ConfigError(f"{where}.device: only the stacked engine runs on cuda; "
                               f"engine {engine!r} runs on the cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{where}.device: 'cuda' was asked for but torch finds no CUDA device here; "
+                              f"valid devices here: auto, cpu")
         dtype = exp.get("dtype", "float64")
         refused = sorted(c for c in exp.get("claims", []) if dtype not in CLAIMS[c].dtypes)
         if refused:
+            accept = sorted(c for c, claim in CLAIMS.items() if dtype in claim.dtypes)
             raise ConfigError(f"{where}.dtype: claim(s) {', '.join(refused)} cannot be judged on {dtype} "
                               f"trajectories (orders of convergence need float64); claims that accept {dtype}: "
-                              f"{', '.join(sorted(c for c, claim in CLAIMS.items() if dtype in claim.dtypes)) or 'none'}")
+                              f"{', '.join(accept) or 'none'}")
+    if total_steps > bounds["run_steps"]:
+        raise ConfigError(f"experiments: the sweep takes {total_steps:.3g} run-steps, above the limit of "
+                          f"{bounds['run_steps']:.3g} (raise limits.run_steps to allow it)")
+    if total_bytes / 1e9 > bounds["result_gb"]:
+        raise ConfigError(f"experiments: the sweep would record about {total_bytes / 1e9:.3g} GB of trajectories, "
+                          f"above the limit of {bounds['result_gb']:g} GB (raise limits.result_gb to allow it)")
 
 
 def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:

@@ -78,9 +78,9 @@ def _schema_message(error) -> str:
     """One line for the deepest relevant error of a schema violation."""
     import jsonschema
 
-    # of the alternatives of a oneOf/anyOf, report the one that went deepest into the value
+    # of the alternatives of a oneOf/anyOf, report the one whose type fitted the value and that went deepest
     while error.context:
-        error = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.schema_path)))
+        error = max(error.context, key=lambda e: (e.validator != "type", len(e.absolute_path), -len(e.schema_path)))
     where = key_path(error.absolute_path)
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
@@ -100,14 +100,25 @@ def check_schema(config: dict[str, Any], schema: str | Path | dict) -> None:
     if not isinstance(schema, dict):
         schema = yaml.safe_load(Path(schema).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)), str(e.message)))
+    # a misspelt key first: it explains the "required" error of the key it was meant to be
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(map(str, e.absolute_path)),
+                                                                  e.validator != "additionalProperties", str(e.message)))
     if errors:
         raise ConfigError(_schema_message(errors[0]))
 
 
-def check_file(path: str | Path, schema: str | Path | dict) -> dict[str, Any]:
-    """A configuration file through YAML, finiteness and schema checks; returns its contents."""
-    config = load_yaml(path)
+def check_config(config: dict[str, Any], schema: str | Path | dict) -> None:
+    """Finiteness, then the schema."""
     check_finite(config)
     check_schema(config, schema)
-    return config
+
+
+def check_file(path: str | Path, schema: str | Path | dict):
+    """Everything checkable before a job: the file, the schema, then the package's checks (plug-ins loaded,
+    registered names, problem options, hyperparameters, what each claim needs, the sweep's size).
+    Returns the ``plan.Plan``."""
+    config = load_yaml(path)
+    check_config(config, schema)
+    from .plan import make_plan  # imports torch: only once the file and the schema are right
+
+    return make_plan(config, Path(path).resolve().parent)

@@ -41,6 +41,6 @@ register_claim(Claim(
     measurement="ratio of the last recorded loss to the first, finest h",
     quantities={"loss_ratio": Quantity("loss_ratio", "final over initial loss", 0.0, comparison="below")},
     measure=measure,
-    figures={"t1_loss_ratio": Figure(draw, "T1: final over initial loss per method (dotted: {loss_ratio.tolerance_text} "
-                                           "above 1).")},
+    figures={"t1_loss_ratio": Figure(draw, "T1: final over initial loss per method "
+                                           "(dotted: {loss_ratio.tolerance_text} above 1).")},
 ))

@@ -6,10 +6,20 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import Paramspace, validate
 
-# Schema first: a malformed config fails in a second, before the package (and torch) is imported.
+from momentum_ct.errors import ConfigError
+from momentum_ct.validation import check_config, load_yaml
+
+# The package's one validation, as `momentum-ct check` runs it: the files (YAML syntax with its line,
+# duplicated keys), then non-finite numbers and the schema, each error one line naming its key path; all
+# before the package's numerical part (and torch) is imported.
+try:
+    for configfile in workflow.configfiles:
+        load_yaml(configfile)
+    check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(f"invalid configuration: {err}")
 validate(config, schema="../schemas/config.schema.yaml")
 
-from momentum_ct.errors import ConfigError
 from momentum_ct.plan import make_plan
 from momentum_ct.train.shard import estimate_memory_mb
 
@@ -106,8 +116,17 @@ def get_caption(wildcards):
 
 
 def get_final_outputs():
+    """Every file the pipeline writes, intermediate ones included: a deleted one is rebuilt (with what depends
+    on it) by the next run, instead of being skipped because the files after it exist."""
     outputs = ["results/claims.csv", "results/claims.md"]
+    for e, s in SHARDS.itertuples(index=False):
+        outputs += [f"results/runs/{shard_dir(e, s)}/trajectory.parquet", f"results/runs/{shard_dir(e, s)}/meta.json"]
     for c in CLAIMS:
+        outputs += [f"results/measures/{c}.csv", f"results/measures/{c}_points.csv"]
+        for e, s in shards_of_claim(c):
+            if c in PREDICTED_CLAIMS:
+                outputs += [f"results/predictions/{c}/{shard_dir(e, s)}.parquet",
+                            f"results/predictions/{c}/{shard_dir(e, s)}.json"]
         outputs += [f"results/figures/{c}/{f}.png" for f in PLAN.figures(c, "measures")]
         outputs += [f"results/figures/{c}/{e}/{f}.png" for f in PLAN.figures(c, "trajectories")
                     for e in PLAN.experiments_of(c)]

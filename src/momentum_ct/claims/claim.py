@@ -21,6 +21,14 @@ SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclu
 SCOPES = ("series", "experiment")
 # A figure drawn from the claim's measure tables, or one per experiment from its trajectories.
 FIGURE_SOURCES = ("measures", "trajectories")
+# What a claim may need of an experiment (``Claim.requires``), checked before any job (``sweep.validate_config``).
+REQUIREMENTS = {
+    "several_h": "at least three learning rates h for every lam (an order is a slope over h)",
+    "momentum": "a method with momentum (hb, nag, ...) and some lam > 0",
+    "network": "a network problem (one with held-out test data, e.g. digits_mlp)",
+    "test_accuracy": "a classifier's test accuracy (e.g. digits_mlp)",
+    "rescaled_gd": "gd_rescaled among the methods (the reference the momentum methods are compared with)",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class Claim:
             needs no continuous-time prediction.
         scope: ``series`` or ``experiment``.
         dtypes: the training dtypes whose trajectories can serve the claim (orders of convergence need float64).
+        requires: what an experiment must offer for the claim to be measured on it (``REQUIREMENTS``).
         figures: figure name -> ``Figure``.
     """
 
@@ -129,9 +138,14 @@ class Claim:
     predict: Callable[..., Any] | None = None
     scope: str = "series"
     dtypes: tuple[str, ...] = ("float64",)
+    requires: tuple[str, ...] = ()
     figures: dict[str, Figure] = field(default_factory=dict)
 
     def __post_init__(self):
+        unknown = sorted(set(self.requires) - set(REQUIREMENTS))
+        if unknown:
+            raise ConfigError(f"claim {self.id}: unknown requirement(s) {', '.join(unknown)}; "
+                              f"valid requirements: {', '.join(REQUIREMENTS)}")
         if self.scope not in SCOPES:
             raise ConfigError(f"claim {self.id}: scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         for name, fig in self.figures.items():

@@ -41,6 +41,8 @@ def to_markdown(claims: pd.DataFrame) -> str:
     lines = ["# Claims and their evidence", "",
              "Each row: a prediction, the measurement made in this run (95% interval where one exists) and a "
              "verdict. `regime` is h L / (1 - lam)^2 at the coarsest fitted h (asymptotic when well below 1).", ""]
+    if claims.empty:
+        return "\n".join(lines + ["No claim measured any row in this run (see the measure logs)."]) + "\n"
     summary = claims.groupby(["claim_id", "verdict"]).size().unstack(fill_value=0)
     lines += ["## Summary", "", "| claim | " + " | ".join(summary.columns) + " |",
               "|---|" + "---|" * len(summary.columns)]

@@ -97,6 +97,7 @@ def _rescale_row(traj, pred, spec, window, meta) -> dict:
         return row("K1", spec, "rescale_factor", predicted, float("nan"), note="no converged run")
     c = estimates[0]
     spread = abs(estimates[0] - estimates[1]) if len(estimates) > 1 else float("nan")
+    regime = float(window.loc[window["h"] == min(ok_h), "regime"].iloc[0])
     return row("K1", spec, "rescale_factor", predicted, c, (c - spread, c + spread),
-               h_min=min(ok_h), h_max=min(ok_h), n_points=len(estimates),
+               h_min=min(ok_h), h_max=min(ok_h), regime=regime, n_points=len(estimates),
                note="fit at the finest h; interval from the change to the next-finest h")

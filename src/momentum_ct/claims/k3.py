@@ -286,5 +286,6 @@ def _runner_up(errors, windows, aliases, spec) -> dict:
     ratio = at_h[rivals[0]] / at_h[PAPER]
     same = [f for f in FORMULAS if aliases.get(f) == PAPER and f != PAPER]
     best = ranked[0] if aliases.get(ranked[0]) != PAPER else PAPER + (f" (= {' = '.join(same)})" if same else "")
-    return row("K3", spec, "runner_up_error_ratio", 1.0, ratio, h_min=h, h_max=h, n_points=len(at_h),
+    regime = float(window.loc[window["h"] == h, "regime"].iloc[0])
+    return row("K3", spec, "runner_up_error_ratio", 1.0, ratio, h_min=h, h_max=h, regime=regime, n_points=len(at_h),
                note=f"best fit: {best}; runner-up: {rivals[0]}, whose error is {ratio:.3g}x the paper's")

@@ -161,6 +161,7 @@ CLAIM = Claim(
     measure=measure,
     scope="experiment",
     dtypes=("float64", "float32"),  # judged on curves, not on orders near round-off
+    requires=("network", "test_accuracy", "several_h", "momentum", "rescaled_gd"),
     figures={
         "k4_gap_vs_h": Figure(
             "momentum_ct.plots.k4:gap_vs_h",

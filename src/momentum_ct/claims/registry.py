@@ -21,16 +21,17 @@ BUILTIN: tuple[Claim, ...] = (
                     "squares against the plain gradient flow at the finest h, uncertainty from the next-finest h",
         quantities=quantities(
             Quantity("order", "order of convergence in h", 0.1, regime_limit=0.05, min_points=3),
-            Quantity("rescale_factor", "fitted time-rescaling factor c", 0.02, relative=True),
+            Quantity("rescale_factor", "fitted time-rescaling factor c", 0.02, relative=True, regime_limit=0.05),
         ),
         predict=k1.predict,
         measure=k1.measure,
+        requires=("several_h",),
         figures={
             "k1_error_vs_h": Figure(
                 "momentum_ct.plots.k1:error_vs_h",
-                "K1: largest distance between the iterates and the time-rescaled gradient flow dx/dt = -grad f/(1-lam), "
-                "against the learning rate h, log-log, one panel per problem and lam; each panel lists the order fitted "
-                "on the finest halvings (predicted: 1 within {order.tolerance_text}; dotted: slope 1)."),
+                "K1: largest distance between the iterates and the time-rescaled gradient flow "
+                "dx/dt = -grad f/(1-lam), against the learning rate h, log-log, one panel per problem and lam; each "
+                "panel lists the order fitted on the finest halvings (predicted: 1 within {order.tolerance_text}; dotted: slope 1)."),
             "k1_rescale_factor": Figure(
                 "momentum_ct.plots.k1:rescale_factor",
                 "K1: time-rescaling factor c fitted so that x_k matches the plain gradient flow at time c k h, against "
@@ -57,19 +58,23 @@ BUILTIN: tuple[Claim, ...] = (
                     "no transient to model",
         quantities=quantities(
             Quantity("order", "order of convergence in h over the horizon", 0.1, regime_limit=0.05, min_points=3),
-            Quantity("order_transient", "order of convergence in h over the transient", 0.1, regime_limit=0.05, min_points=3),
-            Quantity("error_ratio", "K2's sup error over K1's, horizon", 0.0, comparison="below"),
-            Quantity("error_ratio_transient", "K2's sup error over K1's, transient", 0.0, comparison="below"),
-            Quantity("order_hessian_form", "order of NAG's unsubstituted form, horizon", 0.1, regime_limit=0.05, min_points=3),
+            Quantity("order_transient", "order of convergence in h over the transient", 0.1,
+                     regime_limit=0.05, min_points=3),
+            Quantity("error_ratio", "K2's sup error over K1's, horizon", 0.0, comparison="below", regime_limit=0.05),
+            Quantity("error_ratio_transient", "K2's sup error over K1's, transient", 0.0, comparison="below",
+                     regime_limit=0.05),
+            Quantity("order_hessian_form", "order of NAG's unsubstituted form, horizon", 0.1,
+                     regime_limit=0.05, min_points=3),
             Quantity("order_transient_hessian_form", "order of NAG's unsubstituted form, transient", 0.1,
                      regime_limit=0.05, min_points=3),
             Quantity("error_ratio_hessian_form", "unsubstituted form's sup error over K1's, horizon", 0.0,
-                     comparison="below"),
+                     comparison="below", regime_limit=0.05),
             Quantity("error_ratio_transient_hessian_form", "unsubstituted form's sup error over K1's, transient",
-                     0.0, comparison="below"),
+                     0.0, comparison="below", regime_limit=0.05),
         ),
         predict=k2.predict,
         measure=k2.measure,
+        requires=("several_h", "momentum"),
         figures={
             "k2_error_vs_h": Figure(
                 "momentum_ct.plots.k2:error_vs_h",
@@ -105,21 +110,23 @@ BUILTIN: tuple[Claim, ...] = (
                     "fitted h. Rescaled GD has no fast variable: modified losses only",
         quantities=quantities(
             Quantity("contraction_ratio", "per-step contraction towards the leading-order manifold", 0.05,
-                     relative=True),
+                     relative=True, regime_limit=0.05),
             Quantity("contraction_ratio_corrected", "per-step contraction towards the corrected manifold", 0.05,
-                     relative=True),
+                     relative=True, regime_limit=0.05),
             Quantity("order", "order of F_h's flow after the transient", 0.2, regime_limit=0.05, min_points=3),
-            Quantity("order_flow", "order of the gradient flow of f after the transient", 0.2, regime_limit=0.05, min_points=3),
+            Quantity("order_flow", "order of the gradient flow of f after the transient", 0.2,
+                     regime_limit=0.05, min_points=3),
             Quantity("order_barrett_dherin", "order of f + (h/(1 - lam))/4 |grad f|^2 after the transient", 0.2,
-                     regime_limit=0.05),
+                     regime_limit=0.05, min_points=3),
             Quantity("order_ghosh", "order of the heavy-ball form f + h(1 + lam)/(4(1 - lam)^2) |grad f|^2 after "
-                     "the transient", 0.2, regime_limit=0.05),
+                     "the transient", 0.2, regime_limit=0.05, min_points=3),
             Quantity("order_from_start", "order of F_h's flow from x_0 at t = 0", 0.2, regime_limit=0.05, min_points=3),
             Quantity("runner_up_error_ratio", "error of the best formula that differs from F_h over F_h's (above "
-                     "1: F_h fits best)", 0.0, comparison="above"),
+                     "1: F_h fits best)", 0.0, comparison="above", regime_limit=0.05),
         ),
         predict=k3.predict,
         measure=k3.measure,
+        requires=("several_h", "momentum"),
         figures={
             "k3_manifold_distance": Figure(
                 "momentum_ct.plots.k3:manifold_distance",

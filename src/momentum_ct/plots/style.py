@@ -45,5 +45,16 @@ def save(fig, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # No creation date in the file, so reruns are byte-identical.
     meta = {"Software": None} if path.suffix == ".png" else {"CreationDate": None}
-    fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # renamed into place: never a half-written figure
+    fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=meta)
     plt.close(fig)
+    tmp.replace(path)
+
+
+def empty_panel(output: str | Path, title: str, reason: str) -> None:
+    """A figure that says why it has nothing to draw (the pipeline goes on)."""
+    setup()
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.text(0.5, 0.5, f"{title}\nnothing to draw: {reason}", ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    save(fig, output)

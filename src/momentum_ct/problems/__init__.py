@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from typing import Any, Callable
 
 from ..errors import ConfigError, unknown_name
@@ -39,11 +41,50 @@ def problem_options(name: str) -> list[str]:
     return [p for p in inspect.signature(PROBLEMS[name]).parameters if p != "seed"]
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a factory's type annotation (numbers, lists and tuples of them, None)."""
+    if hint is inspect.Parameter.empty or hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+        return all(_matches(v, args[0]) for v in value) if args else True
+    return True  # anything else: the factory checks it
+
+
+def _describe(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
 def check_problem_options(name: str, options: dict[str, Any]) -> None:
+    """Names and types of a problem's options, from its factory's signature; raises ``ConfigError`` naming the
+    option, the value and what is allowed."""
     valid = problem_options(name)
     bad = sorted(set(options) - set(valid))
     if bad:
         raise ConfigError(f"problem {name!r} has no option(s) {', '.join(bad)}; valid options: {', '.join(valid)}")
+    try:
+        hints = typing.get_type_hints(PROBLEMS[name])
+    except Exception:  # unresolvable annotations (a plug-in's): the factory checks its own values
+        hints = {}
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"{key}: {value!r} is not allowed: problem {name!r} takes {_describe(hints[key])}")
 
 
 def make_problem(name: str, *, seed: int = 0, **options: Any) -> Problem:

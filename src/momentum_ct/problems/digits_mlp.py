@@ -13,6 +13,10 @@ from .base import Problem, flat_module_loss
 from .stacked import stacked_sequential_loss
 
 
+# Widest hidden layer accepted: the stacked engine holds runs x samples x width activations.
+MAX_WIDTH = 4096
+
+
 def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
     from sklearn.datasets import load_digits
 
@@ -43,8 +47,8 @@ def build_mlp(n_in: int, hidden: list[int], n_out: int, seed: int) -> nn.Module:
 def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,), split_seed: int = 0,
                     test_fraction: float = 0.2, n_train: int | None = None) -> Problem:
     hidden = list(hidden)
-    if not hidden or any(w < 1 for w in hidden):
-        raise ValueError(f"digits_mlp: hidden must be a non-empty list of positive widths, got {hidden}")
+    if not hidden or any(w < 1 for w in hidden) or any(w > MAX_WIDTH for w in hidden):
+        raise ValueError(f"digits_mlp: hidden must be a non-empty list of widths in [1, {MAX_WIDTH}], got {hidden}")
     if not (0.0 < test_fraction < 1.0):
         raise ValueError(f"digits_mlp: test_fraction must lie in (0, 1), got {test_fraction}")
     train, test = load_digits_tensors(split_seed, test_fraction)

@@ -12,6 +12,10 @@ import torch
 from .base import Problem
 
 
+# The Hessian is stored dense: 4096^2 float64 is 128 MB, and a dry run must never try terabytes.
+MAX_DIM = 4096
+
+
 def quadratic_loss(x, data=(), *, a, x_star):
     """``1/2 (x - x*)^T A (x - x*)``; ``x`` one point or a stack of points (rows)."""
     d = x - x_star
@@ -27,8 +31,9 @@ def quadratic_grad(x, data=(), *, a, x_star):
 
 
 def make_quadratic(*, seed: int = 0, dim: int = 10, condition: float = 10.0, lipschitz: float = 1.0) -> Problem:
-    if dim < 1:
-        raise ValueError(f"quadratic: dim must be >= 1, got {dim}")
+    if not 1 <= dim <= MAX_DIM:
+        raise ValueError(f"quadratic: dim must lie in [1, {MAX_DIM}] (its Hessian is a dense dim x dim matrix), "
+                         f"got {dim}")
     if condition < 1:
         raise ValueError(f"quadratic: condition must be >= 1, got {condition}")
     if lipschitz <= 0:

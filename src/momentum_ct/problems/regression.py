@@ -9,8 +9,15 @@ import torch
 from .base import Problem
 
 
+# Data are generated in memory: 1e8 float64 entries are 800 MB.
+MAX_ENTRIES = 10**8
+
+
 def make_regression(*, seed: int = 0, n_samples: int = 200, dim: int = 10, noise: float = 0.1,
                     n_test: int = 100) -> Problem:
+    if max(n_samples, n_test) * dim > MAX_ENTRIES:
+        raise ValueError(f"regression: n_samples x dim and n_test x dim must stay below {MAX_ENTRIES:.0e}, "
+                         f"got {n_samples} x {dim} and {n_test} x {dim}")
     for key, val in dict(n_samples=n_samples, dim=dim, n_test=n_test).items():
         if val < 1:
             raise ValueError(f"regression: {key} must be >= 1, got {val}")

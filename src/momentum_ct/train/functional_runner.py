@@ -61,7 +61,7 @@ def run_functional(problem: Problem, *, method: Any, h: float, lam: float, n_ste
             break
         data = problem.train_data if minibatches is None else next(minibatches)
         state = m.step(state, k, RunOracle(problem, data))
-        if has_diverged(m.iterate(state)[0]):
+        if has_diverged(m.iterate(state)[0], recorder.threshold):
             recorder.mark_diverged(k + 1, _row(m.record(state)))
             break
     return recorder

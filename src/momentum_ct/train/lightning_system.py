@@ -101,7 +101,7 @@ class RecordTrajectory(pl.Callback):
 
     def on_train_batch_end(self, trainer, system, outputs, batch, batch_idx):
         k = trainer.global_step
-        if has_diverged(system.x.detach()):
+        if has_diverged(system.x.detach(), self.recorder.threshold):
             self.recorder.mark_diverged(k, system.records())
             trainer.should_stop = True
         elif k == self.n_steps:

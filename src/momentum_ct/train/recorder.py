@@ -10,13 +10,20 @@ from torch import Tensor
 
 from ..problems import Problem
 
-# Beyond this norm a float64 run is treated as diverged: its next steps overflow or lose all digits.
-DIVERGENCE_NORM = 1e100
+# A run has diverged once its iterate is non-finite or its norm has grown this many times past the start's
+# (|x_0|, or 1 for a start at the origin): far beyond any minimum of a problem started near it, and long
+# before float64 overflows, so a diverging run is never recorded as a converged one.
+DIVERGENCE_FACTOR = 1e6
 
 
-def has_diverged(x: Tensor) -> bool:
+def divergence_threshold(x0: Tensor) -> float:
+    """The norm beyond which a run started at ``x0`` counts as diverged."""
+    return DIVERGENCE_FACTOR * max(float(torch.linalg.vector_norm(x0.to(torch.float64))), 1.0)
+
+
+def has_diverged(x: Tensor, threshold: float) -> bool:
     norm = float(torch.linalg.vector_norm(x))
-    return not math.isfinite(norm) or norm > DIVERGENCE_NORM
+    return not math.isfinite(norm) or norm > threshold
 
 
 class TrajectoryRecorder:
@@ -29,6 +36,7 @@ class TrajectoryRecorder:
 
     def __init__(self, problem: Problem, h: float):
         self.problem, self.h = problem, h
+        self.threshold = divergence_threshold(problem.x0)
         self.rows: list[dict] = []
         self.diverged_at: int | None = None
         self.vector_keys: tuple[str, ...] = ()  # the method's records, set by the first row
@@ -37,7 +45,7 @@ class TrajectoryRecorder:
         """Record step ``k`` from one run's vectors (``x`` first), evaluating the metrics at ``x``."""
         x = values["x"].detach()
         metrics = None
-        if not has_diverged(x):
+        if not has_diverged(x, self.threshold):
             with torch.no_grad():
                 metrics = self.problem.evaluate(x)
                 metrics["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))

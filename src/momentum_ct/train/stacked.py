@@ -24,9 +24,9 @@ measures both). Aligning on a common time grid instead (the finest ``h`` as the 
 runs masked between their steps) needs ``h`` ratios that are integers, which a sweep over ``lam``
 does not give, and wastes the masked work.
 
-A run that diverges (non-finite or above ``DIVERGENCE_NORM``) is recorded at the step where it
-diverged, exactly as ``TrajectoryRecorder.mark_diverged`` records it, and leaves the stack at
-once, so no non-finite number ever meets another run. Mini-batch runs draw the same seeded index
+A run that diverges (non-finite, or grown past ``recorder.divergence_threshold`` of its start) is
+recorded at the step where it diverged, exactly as ``TrajectoryRecorder.mark_diverged`` records it,
+and leaves the stack at once, so no non-finite number ever meets another run. Mini-batch runs draw the same seeded index
 sequence as the single-run engines (``Problem.minibatch_indices``), one stream per seed.
 
 Device and dtype: one code path; ``device="auto"`` is CUDA where present, else the CPU. Float64
@@ -45,7 +45,7 @@ from torch import Tensor
 from ..optim import GRAD, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
 from .progress import Progress
-from .recorder import DIVERGENCE_NORM, TrajectoryRecorder
+from .recorder import TrajectoryRecorder, divergence_threshold
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -257,6 +257,8 @@ class _Cohort:
         self.n_steps = np.array([r.n_steps for r in requests], dtype=np.int64)
         self.seeds = np.array([r.seed for r in requests], dtype=np.int64)
         self.active = np.arange(len(requests))  # run ids in stack order
+        # per active run, the norm past which it has diverged (in float64: the comparison is exact either way)
+        self.thresholds = torch.tensor([r.threshold for r in recorders], dtype=torch.float64, device=device)
         self.records = _by_step([np.asarray(r.record_at, dtype=np.int64) for r in requests])
         self.finishes = _by_step([np.array([n]) for n in self.n_steps])
         self.pending: list[tuple[int, np.ndarray, dict[str, Tensor]]] = []
@@ -284,7 +286,7 @@ class _Cohort:
         data, per_run = self._data()
         self.state = self.method.step(self.state, k, _StackOracle(self.evaluator, data, per_run))
         self._report(steps=self.active.size)
-        bad = _diverged(self.method.iterate(self.state))
+        bad = _diverged(self.method.iterate(self.state), self.thresholds)
         if bool(bad.any()):
             bad_np = bad.cpu().numpy()
             where = np.flatnonzero(bad_np)
@@ -319,6 +321,7 @@ class _Cohort:
         keep = np.flatnonzero(~mask)
         self.active = self.active[keep]
         self.state = self.method.select(self.state, keep)
+        self.thresholds = self.thresholds[torch.as_tensor(keep, device=self.device)]
 
     def _report(self, **counts) -> None:
         if self.progress is not None:
@@ -331,7 +334,7 @@ class _Cohort:
             return
         chosen = self.method.select(self.state, where)
         values = self.method.record(chosen)
-        bad = _diverged(self.method.iterate(chosen))
+        bad = _diverged(self.method.iterate(chosen), self.thresholds[torch.as_tensor(where, device=self.device)])
         if bool(bad.any()):  # only possible at k = 0 (later divergence is caught after the step)
             bad_np = bad.cpu().numpy()
             for j in np.flatnonzero(bad_np):
@@ -369,12 +372,13 @@ class _Cohort:
 
     def _diverged_row(self, i: int, k: int, values: dict[str, Tensor]) -> None:
         self._flush()  # earlier rows of this run first
-        self.recorders[i].append(k, None, {name: v.cpu().to(torch.float64).numpy().copy() for name, v in values.items()})
+        self.recorders[i].append(k, None, {name: v.cpu().to(torch.float64).numpy().copy()
+                                           for name, v in values.items()})
 
 
-def _diverged(x: Tensor) -> Tensor:
-    """Per row: non-finite or norm above ``DIVERGENCE_NORM`` (``recorder.has_diverged``, vectorised)."""
-    return ~(torch.linalg.vector_norm(x, dim=1) <= DIVERGENCE_NORM)
+def _diverged(x: Tensor, thresholds: Tensor) -> Tensor:
+    """Per row: non-finite or norm above the run's threshold (``recorder.has_diverged``, vectorised)."""
+    return ~(torch.linalg.vector_norm(x, dim=1).to(torch.float64) <= thresholds)
 
 
 def _by_step(schedules: list[np.ndarray]) -> dict[int, np.ndarray]:
