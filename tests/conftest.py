@@ -70,6 +70,20 @@ def repo() -> Path:
     return REPO
 
 
+CI_RUN_TIMEOUT = 420  # one full run of the CI config takes about 1.5 minutes on 2 cores
+
+
+@pytest.fixture(scope="session")
+def ci_run(tmp_path_factory) -> Path:
+    """The CI config (.test/config.yaml) run once, end to end, uninterrupted, on this machine: the reference
+    that the pipeline tests and the cluster tests compare against (one run serves both)."""
+    workdir = tmp_path_factory.mktemp("ci_run")
+    result = run_snakemake(["-c2", "--snakefile", REPO / "Snakefile", "--configfile", REPO / ".test" / "config.yaml",
+                            "-d", workdir], timeout=CI_RUN_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    return workdir
+
+
 # --- a throw-away SLURM cluster -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """The whole workflow on the CI config (.test/config.yaml), in temporary working directories.
 
-One uninterrupted run serves every test of this module (module-scoped fixture); two more runs check
-that an interrupted-and-resumed run and an independent training run give byte-identical files.
+One uninterrupted run serves every test of this module and the cluster tests (``ci_run`` in
+conftest.py); a second run, killed while training and resumed, must give byte-identical files (it
+trains every shard again from scratch, so it is also the check that two runs agree byte for byte).
+Deleted intermediate files are rebuilt, and a second ``make replicate`` in the same folder is refused.
 
 What an interrupted run needs (found here, documented in the README): a run killed with SIGKILL
 leaves Snakemake's lock in ``.snakemake/locks``, so a plain rerun stops with a ``LockException``
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,14 +66,9 @@ def assert_identical(files_a: dict[str, Path], files_b: dict[str, Path], what: s
 
 
 @pytest.fixture(scope="module")
-def finished_run(snakemake, tmp_path_factory):
-    """The CI config run once, end to end, uninterrupted."""
-    workdir = tmp_path_factory.mktemp("e2e")
-    start = time.perf_counter()
-    result = snakemake(["-c2", *pipeline_args(workdir)], timeout=RUN_TIMEOUT)
-    print(f"end-to-end run: {time.perf_counter() - start:.1f}s")
-    assert result.returncode == 0, str(result)
-    return workdir
+def finished_run(ci_run):
+    """The CI config run once, end to end, uninterrupted (shared with the cluster tests)."""
+    return ci_run
 
 
 def test_end_to_end_outputs(finished_run):
@@ -169,19 +167,57 @@ def test_killed_run_resumes_to_byte_identical_outputs(finished_run, resumed_run)
     assert_identical(files, reference, "every result file (predictions, measures, figures, claims.md)")
 
 
-def test_two_runs_give_byte_identical_trajectories(snakemake, finished_run, tmp_path):
-    """A second, independent run of the training jobs writes the same bytes."""
-    result = snakemake(["-c2", *pipeline_args(tmp_path, "--until", "train_shard")], timeout=RUN_TIMEOUT)
-    assert result.returncode == 0, str(result)
-    files, reference = result_files(tmp_path), result_files(finished_run)
-    assert sorted(files) == sorted(n for n in reference if n.startswith("runs/"))
-    assert sorted(files) == sorted(f"{s}/{f}" for s in expected_shards() for f in ("meta.json", "trajectory.parquet"))
-    assert_identical(files, {n: reference[n] for n in files}, "trajectories and metadata of two runs")
-
-
 def test_lint_is_clean(snakemake, tmp_path):
     result = snakemake(["--lint", "--snakefile", REPO / "Snakefile", "--configfile", REPO / "config" / "config.yaml",
                         "-d", tmp_path], timeout=SHORT_TIMEOUT)
     assert result.returncode == 0, str(result)
     assert "Lints for" not in result.output, str(result)
     assert "Congratulations, your workflow is in a good condition!" in result.output, str(result)
+
+
+@pytest.mark.parametrize("victim,rebuilt", [
+    ("runs/experiment~k1_toy2d/shard~0/meta.json", "train_shard"),
+    ("predictions/K2/experiment~k1_toy2d/shard~0.parquet", "predict_shard"),
+    ("measures/K3_points.csv", "measure_claim"),
+])
+def test_deleted_intermediate_file_is_rebuilt(snakemake, finished_run, tmp_path, victim, rebuilt):
+    """A missing intermediate file is rebuilt with what depends on it, never skipped because later files exist."""
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    (workdir / "results" / victim).unlink()
+    result = snakemake(["-n", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
+    assert result.returncode == 0, str(result)
+    assert f"rule {rebuilt}:" in result.output and victim in result.output, str(result)
+    assert "judge_claims" in result.output
+
+
+def test_unreadable_trajectory_names_itself(tmp_path):
+    from momentum_ct.io import SchemaError, read_trajectory
+
+    path = tmp_path / "trajectory.parquet"
+    path.write_bytes(b"PAR1 truncated")
+    with pytest.raises(SchemaError, match=r"trajectory\.parquet cannot be read .* delete it and rerun the pipeline"):
+        read_trajectory(path)
+
+
+@pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(), reason="make replicate needs the project's .venv")
+def test_second_replicate_in_the_same_folder_is_refused(tmp_path):
+    """An OS-level lock held for a whole ``make replicate``: a second one in the same folder stops at once
+    (instead of running the same jobs beside the first), and the kernel releases the lock of a killed run."""
+    lock = tmp_path / ".replicate.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "replicate", f"RESULTS={tmp_path}",
+                                 f"CONFIG={TEST_CONFIG}"], capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0, second.stdout + second.stderr
+        assert "another 'make replicate' is running" in second.stderr
+        assert not (tmp_path / "results").exists() and not (tmp_path / ".snakemake").exists()
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+    # the killed holder's lock is gone: it can be taken at once
+    free = subprocess.run(["flock", "--nonblock", str(lock), "true"], timeout=10)
+    assert free.returncode == 0

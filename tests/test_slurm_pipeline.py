@@ -3,10 +3,10 @@
 The CI config (.test/config.yaml) runs through ``--workflow-profile workflow/profiles/slurm`` on the
 one-node cluster of slurm_cluster.py (``cluster`` fixture in conftest.py), with only the options a
 cluster user types (account and partition) plus test-only options for a cluster without an
-accounting database (``TEST_ONLY_ARGS``).  Four Snakemake runs go on side by side, started together
+accounting database (``TEST_ONLY_ARGS``).  Three Snakemake runs go on side by side, started together
 by the ``runs`` fixture, because much of a cluster run is waiting for the next status check:
 
-* ``local``: the reference, run on this machine with the default profile;
+* the reference is the CI config's local run (``ci_run`` in conftest.py, shared with test_pipeline.py);
 * ``cluster``: the whole pipeline on the cluster, site values given on the command line;
 * ``cancelled``: the training and prediction stage again (``--until predict_shard``: the sweep
   group jobs of the shards with predictions), site values from a user profile; a group job is
@@ -141,7 +141,7 @@ class Canceller(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
+def runs(cluster, ci_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("pipeline")
     # A user profile holding the site values: the other supported way to give them.
     site_profile = base / "site-profile"
@@ -150,9 +150,6 @@ def runs(cluster, tmp_path_factory):
         {"default-resources": {"slurm_account": ACCOUNT, "slurm_partition": "debug"}}))
     env = cluster.env
     started = time.monotonic()
-    local = Background("local", [*pipeline_args(base / "local"), "--workflow-profile",
-                                 str(REPO / "workflow" / "profiles" / "default"), "--cores", "2"],
-                       base / "local", env)
     on_cluster = Background("cluster", cluster_args(base / "cluster", *SITE_ARGS), base / "cluster", env)
     cancelled = Background("cancelled", cluster_args(base / "cancelled", "--profile", str(site_profile),
                                                      "--until", "predict_shard"), base / "cancelled", env)
@@ -160,22 +157,21 @@ def runs(cluster, tmp_path_factory):
     canceller.start()
     memory = Background("memory", [*cluster_args(base / "memory", *SITE_ARGS), "--set-resources",
                                    MEMORY_RESOURCES, "--", MEMORY_TARGET], base / "memory", env)
-    all_runs = dict(local=local, cluster=on_cluster, cancelled=cancelled, memory=memory, canceller=canceller)
+    all_runs = dict(cluster=on_cluster, cancelled=cancelled, memory=memory, canceller=canceller)
     try:
         yield all_runs
     finally:
-        for r in (local, on_cluster, cancelled, memory):
+        for r in (on_cluster, cancelled, memory):
             r.result()  # waits for the rest, kills the process group at its deadline
         canceller.join(timeout=5)
-        times = ", ".join(f"{r.name} {r.seconds:.0f}s" for r in (local, on_cluster, cancelled, memory))
+        times = ", ".join(f"{r.name} {r.seconds:.0f}s" for r in (on_cluster, cancelled, memory))
         print(f"\npipeline runs ({time.monotonic() - started:.0f}s in all): {times}")
 
 
 @pytest.fixture(scope="module")
-def reference(runs) -> dict[str, Path]:
-    run = runs["local"]
-    assert run.result().returncode == 0, run.describe()
-    files = result_files(run.workdir)
+def reference(ci_run) -> dict[str, Path]:
+    """The local run of the CI config (shared with test_pipeline.py)."""
+    files = result_files(ci_run)
     assert "claims.csv" in files
     return files
 

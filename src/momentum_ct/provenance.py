@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Iterable
 

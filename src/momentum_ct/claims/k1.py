@@ -5,7 +5,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..ct.fit import loglog_slope, max_curvature, rescaling_factor
 from ..ct.flows import gradient_flow

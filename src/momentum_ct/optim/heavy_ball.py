@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-import numpy as np
 from torch import Tensor
 
 from ..errors import ConfigError

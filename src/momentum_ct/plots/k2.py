@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..claims.k2 import MODELS, lag_ratio, transient_steps
+from ..claims.k2 import lag_ratio, transient_steps
 from ..claims.claim import Claim
 from .style import annotate_orders, log_axes, save, setup
 

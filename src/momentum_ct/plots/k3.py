@@ -11,7 +11,7 @@ import seaborn as sns
 
 from ..claims.k3 import FORMULAS, PAPER
 from ..claims.claim import Claim
-from .style import log_axes, method_order, save, setup
+from .style import empty_panel, log_axes, method_order, save, setup
 
 FORMULA_LABELS = {"kovachki_stuart": "F_h (Kovachki & Stuart)", "flow": "f (K1 flow)",
                   "barrett_dherin": "Barrett & Dherin", "ghosh": "Ghosh et al. (HB form)",
@@ -73,10 +73,7 @@ def phase_portrait(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     setup()
     p = _points(inputs, "phase")
     if p.empty:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no 2-D problem carries K3", ha="center", va="center")
-        ax.set_axis_off()
-        save(fig, output)
+        empty_panel(output, "K3: phase portrait", "no 2-D problem carries K3")
         return
     # the third-coarsest h: the transient still spans a visible stretch of x, the O(h) offset is small
     rank = p.groupby(["experiment", "method", "lam", "seed"])["h"].rank(method="dense", ascending=False)

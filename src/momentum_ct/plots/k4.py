@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from ..claims.claim import Claim
 from ..io import read_trajectory
-from .style import log_axes, method_order, save, setup
+from .style import empty_panel, log_axes, method_order, save, setup
 
 
 def curves(inputs: dict[str, Any], output: str, claim: Claim) -> None:
@@ -43,10 +42,7 @@ def gap_vs_h(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["gap", "lag_gap"])
     long = long[np.isfinite(long["gap"]) & (long["gap"] > 0)]
     if long.empty:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no finite gap to draw", ha="center", va="center")
-        ax.set_axis_off()
-        save(fig, output)
+        empty_panel(output, "K4: gap against h", "no finite gap (every run diverged?)")
         return
     grid = sns.relplot(data=long, x="h", y="gap", hue="method", hue_order=method_order(long["method"]),
                        style="lam", col="experiment", row="curve", kind="line", marker="o", height=2.6, aspect=1.2,

@@ -45,7 +45,7 @@ from torch import Tensor
 from ..optim import GRAD, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
 from .progress import Progress
-from .recorder import TrajectoryRecorder, divergence_threshold
+from .recorder import TrajectoryRecorder
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
