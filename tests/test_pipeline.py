@@ -208,7 +208,9 @@ def test_second_replicate_in_the_same_folder_is_refused(tmp_path):
     holder = subprocess.Popen(["flock", str(lock), "sleep", "60"], start_new_session=True)
     try:
         deadline = time.monotonic() + 10
-        while not lock.exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # until the holder has the lock
+            if lock.exists() and subprocess.run(["flock", "--nonblock", str(lock), "true"]).returncode != 0:
+                break
             time.sleep(0.05)
         second = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "replicate", f"RESULTS={tmp_path}",
                                  f"CONFIG={TEST_CONFIG}"], capture_output=True, text=True, timeout=60)

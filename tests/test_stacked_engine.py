@@ -13,7 +13,7 @@ from momentum_ct.errors import ConfigError
 from momentum_ct.problems import make_problem
 from momentum_ct.sweep import expand_series
 from momentum_ct.train.shard import write_shard
-from momentum_ct.train.stacked import RunRequest, run_many
+from momentum_ct.train.stacked import RunRequest, lockstep_iterations, run_many
 from momentum_ct.train.functional_runner import run_functional
 from momentum_ct.train.progress import Progress
 from momentum_ct.train.schedule import n_steps_for, record_steps
@@ -198,3 +198,31 @@ def test_config_refuses_float32_for_orders_and_cuda_for_single_run_engines():
         expand_series(dict(experiments=dict(e=base | dict(engine="lightning", device="cuda"))))
     (spec,) = expand_series(dict(experiments=dict(e=base | dict(claims=["K4"], dtype="float32", engine="stacked"))))
     assert spec.dtype == "float32" and spec.device == "auto"
+
+
+def test_progress_estimate_follows_the_longest_remaining_run():
+    """In lockstep the time left is set by the longest run: with one long run and many short ones, most steps
+    are done early while most iterations are still ahead, and the estimate must say so."""
+    now = [0.0]
+    meter = Progress(11, 10 * 100 + 1000, total_iterations=1000, log=None, stream=io.StringIO(), clock=lambda: now[0])
+    for _ in range(100):  # 100 iterations of 11 runs, 1 s each
+        now[0] += 1.0
+        meter.update(steps=11, iterations=1)
+    meter.update(runs=10)
+    assert meter.steps / meter.total_steps > 0.5  # more than half of the steps are done ...
+    assert "at most 15m00s left (longest remaining run)" in meter.line()  # ... but 900 of 1000 iterations are not
+    requests = [_request("toy2d", {}, "hb", 0.5, 0, h, 1.0, None) for h in (0.05, 0.01)]
+    assert lockstep_iterations(requests) == max(r.n_steps for r in requests)
+
+
+def test_auto_device_keeps_small_problems_on_the_cpu(monkeypatch):
+    """With a GPU present, ``auto`` sends a network to it but keeps a 2-D toy on the CPU, where lockstep
+    iterations of a few flops per run are many times faster than kernel launches."""
+    from momentum_ct.problems import make_problem
+    from momentum_ct.train.stacked import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto", make_problem("toy2d")).type == "cpu"
+    assert resolve_device("auto", make_problem("quadratic", dim=10)).type == "cpu"
+    assert resolve_device("auto", make_problem("digits_mlp", hidden=[32])).type == "cuda"
+    assert resolve_device("cpu", make_problem("digits_mlp", hidden=[32])).type == "cpu"

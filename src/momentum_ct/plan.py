@@ -55,6 +55,19 @@ class Plan:
                     longest_run=max(steps, default=0), recorded_rows=rows, trajectory_gb=trajectory_bytes / 1e9,
                     job_memory_mb=max((estimate_memory_mb(list(s)) for s in shards), default=0))
 
+    def train_gpus(self, experiment: str) -> int:
+        """GPUs a training job of the experiment uses (0 or 1): the workflow's ``gpu`` resource, so that a
+        machine's GPU is shared by as many training jobs as its profile allows, never by all of them."""
+        from .problems import make_problem
+        from .train.series import STACKED_ENGINES
+        from .train.stacked import resolve_device
+
+        spec = self.sweep[self.sweep["experiment"] == experiment]["spec"].iloc[0]
+        if spec.engine not in STACKED_ENGINES:
+            return 0
+        problem = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
+        return int(resolve_device(spec.device, problem).type == "cuda")
+
     @staticmethod
     def _dim(spec) -> int:
         from .problems import make_problem

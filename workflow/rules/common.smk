@@ -68,6 +68,10 @@ def get_shard_specs(wildcards):
     return [spec.as_dict() for spec in shard_rows(wildcards)["spec"]]
 
 
+def get_train_gpu(wildcards):
+    return PLAN.train_gpus(wildcards.experiment)
+
+
 def get_train_mem_mb(wildcards):
     """Memory of a training job on its first attempt: at least 2 GB, more for shards recording many rows."""
     return max(2000, estimate_memory_mb(list(shard_rows(wildcards)["spec"])))

@@ -14,5 +14,6 @@ rule train_shard:
     resources:
         mem_mb=lambda wc, attempt: get_train_mem_mb(wc) * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
+        gpu=get_train_gpu,
     script:
         "../scripts/train_shard.py"

@@ -30,6 +30,10 @@ class Progress:
     Args:
         total_runs: runs in the sweep.
         total_steps: steps of all runs together (diverged runs end early, so this is an upper bound).
+        total_iterations: for an engine that advances its runs in lockstep, the iterations it makes (the
+            longest run of each stack, summed over stacks). Its time left is set by the longest remaining
+            run, not by the steps left: when given, the estimate is the iterations left at the mean cost of
+            an iteration so far, an upper bound, since iterations get cheaper as runs finish.
         log: callable taking a line, e.g. ``logging.getLogger(...).info``; ``None`` for no log lines.
         stream: where the live line goes; defaults to ``sys.stderr`` and is used only if it is a terminal.
         label: prefix of every line.
@@ -37,7 +41,8 @@ class Progress:
         live_every: seconds between redraws of the live line.
     """
 
-    def __init__(self, total_runs: int, total_steps: int, *, log: Callable[[str], None] | None = None,
+    def __init__(self, total_runs: int, total_steps: int, *, total_iterations: int | None = None,
+                 log: Callable[[str], None] | None = None,
                  stream: TextIO | None = None, label: str = "sweep", log_every: float = 30.0,
                  live_every: float = 0.5, clock: Callable[[], float] = time.monotonic):
         self.total_runs, self.total_steps = int(total_runs), int(total_steps)
@@ -45,7 +50,8 @@ class Progress:
         self.log_every, self.live_every = log_every, live_every
         stream = sys.stderr if stream is None else stream
         self.stream = stream if getattr(stream, "isatty", lambda: False)() else None
-        self.runs = self.steps = self.diverged = 0
+        self.total_iterations = None if total_iterations is None else int(total_iterations)
+        self.runs = self.steps = self.diverged = self.iterations = 0
         self.start = self.clock()
         self._next_log = self.start + log_every
         self._next_live = self.start
@@ -60,12 +66,17 @@ class Progress:
                 f"{_count(rate)} steps/s, {_duration(elapsed)} elapsed")
         if self.diverged:
             text += f", {self.diverged} diverged"
-        if 0 < frac < 1 and rate > 0:
+        if self.total_iterations and 0 < self.iterations < self.total_iterations:
+            left = (self.total_iterations - self.iterations) * elapsed / self.iterations
+            text += f", at most {_duration(left)} left (longest remaining run)"
+        elif not self.total_iterations and 0 < frac < 1 and rate > 0:
             text += f", at most {_duration((self.total_steps - self.steps) / rate)} left"
         return text
 
-    def update(self, *, steps: int = 0, runs: int = 0, diverged: int = 0) -> None:
-        """Add ``steps`` steps and ``runs`` finished runs (``diverged`` of them diverged)."""
+    def update(self, *, steps: int = 0, runs: int = 0, diverged: int = 0, iterations: int = 0) -> None:
+        """Add ``steps`` steps, ``iterations`` lockstep iterations and ``runs`` finished runs (``diverged`` of
+        them diverged)."""
+        self.iterations += iterations
         self.steps += steps
         self.runs += runs
         self.diverged += diverged

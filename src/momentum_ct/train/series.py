@@ -18,7 +18,7 @@ from ..io import concat_columns
 from ..optim import HeavyBallFamily, Method, check_needs, resolve_method
 from ..problems import Problem, make_problem
 from .stacked import PROVIDES as STACKED_PROVIDES
-from .stacked import RunRequest, resolve_device, resolve_dtype, run_many, run_stacked
+from .stacked import RunRequest, lockstep_iterations, resolve_device, resolve_dtype, run_many, run_stacked
 from .functional_runner import PROVIDES as FUNCTIONAL_PROVIDES
 from .functional_runner import run_functional
 from .progress import Progress
@@ -166,7 +166,7 @@ def run_series_stacked(specs: list[SeriesSpec], log: Callable[[str], None] = pri
     for i, spec in enumerate(specs):
         groups.setdefault((spec.dtype, spec.device), []).append(i)
     for (dtype, device_name), members in groups.items():
-        device = resolve_device(device_name)
+        device = resolve_device(device_name, problems[members[0]])
         requests, owners = [], []
         for i in members:
             for j, run in enumerate(runs[i]):
@@ -174,7 +174,8 @@ def run_series_stacked(specs: list[SeriesSpec], log: Callable[[str], None] = pri
                                            run["record_at"], specs[i].batch_size, specs[i].seed))
                 owners.append((i, j))
         label = f"{specs[members[0]].experiment} ({len(members)} series, {device.type}, {dtype})"
-        meter = Progress(len(requests), sum(r.n_steps for r in requests), log=log, label=label) if progress else None
+        meter = (Progress(len(requests), sum(r.n_steps for r in requests), log=log, label=label,
+                          total_iterations=lockstep_iterations(requests)) if progress else None)
         log(f"{label}: {len(requests)} runs, {sum(r.n_steps for r in requests)} steps in all")
         for (i, j), rec in zip(owners, run_many(requests, device=device, dtype=dtype, progress=meter)):
             recorders[i][j] = rec

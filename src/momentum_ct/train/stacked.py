@@ -89,10 +89,23 @@ class RunRequest:
         object.__setattr__(self, "columns", spec.columns(self.h, self.lam))
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA where available, else the CPU. Asking for an absent CUDA device is an error."""
+# ``auto`` sends a problem to a GPU only when one step's arithmetic per run (parameters x training samples) is
+# at least this much: below it a lockstep iteration is a dozen kernel launches for a few flops per run, and one
+# CPU core is many times faster than a GPU (a 2-D toy problem ran 16x slower on an H100 than on one laptop core).
+AUTO_CUDA_MIN_WORK = 10**5
+
+
+def step_work(problem: Problem) -> int:
+    """Parameters times training samples: the size of one step's arithmetic for one run."""
+    return problem.dim * max(problem.n_train, 1)
+
+
+def resolve_device(device: str | torch.device = "auto", problem: Problem | None = None) -> torch.device:
+    """``auto``: CUDA where available and the problem is large enough to gain from it (``AUTO_CUDA_MIN_WORK``;
+    without a problem, any), else the CPU. Asking for an absent CUDA device is an error."""
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        worth_it = problem is None or step_work(problem) >= AUTO_CUDA_MIN_WORK
+        return torch.device("cuda" if torch.cuda.is_available() and worth_it else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch finds no CUDA device; use 'auto' or 'cpu'")
@@ -114,6 +127,15 @@ def cohort_key(request: RunRequest) -> tuple:
     seed = None if p.seed_sets_start_only else request.seed
     return (p.name, repr(sorted(options.items())), seed, request.batch_size,
             request.method.stack_key(request.columns))
+
+
+def lockstep_iterations(requests: list[RunRequest]) -> int:
+    """Iterations ``run_many`` makes: the longest run of each cohort, summed over cohorts (run one after another)."""
+    longest: dict[tuple, int] = {}
+    for r in requests:
+        key = cohort_key(r)
+        longest[key] = max(longest.get(key, 0), int(r.n_steps))
+    return sum(longest.values())
 
 
 def run_stacked(problem: Problem, *, method: Any, h: float, lam: float, n_steps: int, record_at,
@@ -285,7 +307,7 @@ class _Cohort:
     def _step(self, k: int) -> None:
         data, per_run = self._data()
         self.state = self.method.step(self.state, k, _StackOracle(self.evaluator, data, per_run))
-        self._report(steps=self.active.size)
+        self._report(steps=self.active.size, iterations=1)
         bad = _diverged(self.method.iterate(self.state), self.thresholds)
         if bool(bad.any()):
             bad_np = bad.cpu().numpy()
