@@ -173,6 +173,11 @@ CASES = {
     "dense_steps_negative": (exp(Q, "dense_steps")(-1), f"experiments.{Q}.dense_steps: -1 is not allowed"),
     "batch_size_zero": (exp(D, "batch_size")(0), f"experiments.{D}.batch_size: 0 is not allowed"),
     "batch_size_string": (exp(D, "batch_size")("64"), f"experiments.{D}.batch_size: '64' is not allowed"),
+    "batch_size_above_the_data": (exp(D, "batch_size")(100000),
+                                  f"experiments.{D}.batch_size: 100000 is not allowed: problem 'digits_mlp' has 300 "
+                                  "training samples"),
+    "batch_size_without_data": (exp(T, "batch_size")(8),
+                                f"experiments.{T}.batch_size: problem 'toy2d' has no training data"),
     "engine_unknown": (exp(Q, "engine")("jax"), f"experiments.{Q}.engine: 'jax' is not allowed"),
     "dtype_unknown": (exp(Q, "dtype")("float16"), f"experiments.{Q}.dtype: 'float16' is not allowed"),
     "dtype_float32_for_orders": (exp(Q, "dtype")("float32"),

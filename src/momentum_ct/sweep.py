@@ -118,6 +118,13 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.problem_options: {err}") from None
         method_labels(exp, where)
         methods = [resolve_method(m) for m in exp["methods"]]
+        batch_size = exp.get("batch_size")
+        if batch_size is not None and problem.n_train == 0:
+            raise ConfigError(f"{where}.batch_size: problem {exp['problem']!r} has no training data to draw "
+                              "mini-batches from; use null")
+        if batch_size is not None and batch_size >= problem.n_train:
+            raise ConfigError(f"{where}.batch_size: {batch_size} is not allowed: problem {exp['problem']!r} has "
+                              f"{problem.n_train} training samples, a mini-batch must be smaller (null: full batch)")
         claims = exp.get("claims")
         if not claims:
             raise ConfigError(f"{where}.claims: an experiment without claims would be trained and never judged; "
