@@ -130,7 +130,7 @@ def test_diverging_toy_run_leaves_the_stack_where_the_closed_form_outgrows_its_s
 def test_toy_method_through_the_config_and_the_shard_file(toy, tmp_path):
     config = dict(experiments=dict(e=dict(
         problem="quadratic", problem_options=dict(dim=3), methods=[{"name": TOY, "tau": 20.0}, "hb"], lam=[0.5],
-        h=[0.1, 0.05], horizon=1.0, n_records=5, engine="stacked")))
+        h=[0.1, 0.05, 0.025], horizon=1.0, n_records=5, engine="stacked", claims=["K1"])))
     specs = expand_series(config)
     assert [s.method for s in specs] == [f"{TOY}(tau=20.0)", "hb"]
     write_shard(specs, tmp_path / "t.parquet", tmp_path / "m.json", log=lambda line: None)

@@ -132,7 +132,7 @@ def test_shard_file_schema_equals_single_run_engine_and_rerun_is_byte_identical(
     config = dict(experiments=dict(e=dict(
         problem="toy2d", methods=["hb", "nag", "gd_rescaled"], lam=[0.5, 0.9], seeds=[0, 1],
         h=dict(start=0.05, halvings=2, scale_with_momentum=True), horizon=1.0, n_records=20, dense_steps=5,
-        engine="stacked")))
+        engine="stacked", claims=["K1"])))
     specs = expand_series(config)
     paths = {}
     for name, engine in (("a", "stacked"), ("b", "stacked"), ("ref", "functional")):
@@ -191,13 +191,15 @@ def test_float32_runs_and_says_so():
 
 
 def test_config_refuses_float32_for_orders_and_cuda_for_single_run_engines():
-    base = dict(problem="toy2d", methods=["hb"], lam=[0.5], h=[0.01], horizon=1.0)
+    base = dict(problem="toy2d", methods=["hb"], lam=[0.5], h=[0.04, 0.02, 0.01], horizon=1.0, claims=["K1"])
     with pytest.raises(ConfigError, match="float64"):
-        expand_series(dict(experiments=dict(e=base | dict(claims=["K1"], dtype="float32", engine="stacked"))))
+        expand_series(dict(experiments=dict(e=base | dict(dtype="float32", engine="stacked"))))
     with pytest.raises(ConfigError, match="only the stacked engine runs on cuda"):
         expand_series(dict(experiments=dict(e=base | dict(engine="lightning", device="cuda"))))
-    (spec,) = expand_series(dict(experiments=dict(e=base | dict(claims=["K4"], dtype="float32", engine="stacked"))))
-    assert spec.dtype == "float32" and spec.device == "auto"
+    network = base | dict(problem="digits_mlp", problem_options=dict(hidden=[8], n_train=100),
+                          methods=["hb", "gd_rescaled"], claims=["K4"], dtype="float32", engine="stacked")
+    specs = expand_series(dict(experiments=dict(e=network)))
+    assert {(s.dtype, s.device) for s in specs} == {("float32", "auto")}
 
 
 def test_progress_estimate_follows_the_longest_remaining_run():
