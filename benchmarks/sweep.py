@@ -149,8 +149,8 @@ def _clock_child(job: dict) -> dict:
 
     config = yaml.safe_load(open(job["config"]))
     exp = dict(config["experiments"][job["experiment"]], engine="stacked")
-    if job["quick"]:  # the coarsest two h of one lam
-        exp["h"] = dict(exp["h"], halvings=min(1, exp["h"].get("halvings", 1)))
+    if job["quick"]:  # the coarsest three h of one lam (the fewest its claims accept)
+        exp["h"] = dict(exp["h"], halvings=min(2, exp["h"].get("halvings", 2)))
         exp["lam"] = exp["lam"][:1]
     specs = expand_series(dict(experiments={job["experiment"]: exp}))
     requests = []
