@@ -78,8 +78,10 @@ def cluster_args(workdir: Path, *site) -> list[str]:
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
+    """Every file under results/ except the report (the shared local run gets one from test_pipeline.py)."""
     root = workdir / "results"
-    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "report.html"}
 
 
 def slurm_logs(workdir: Path, group: str) -> list[Path]:
