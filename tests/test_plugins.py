@@ -104,23 +104,24 @@ def test_editing_the_plugin_reruns_its_claim_only(project):
         result.output[-3000:]
 
 
-def test_editing_a_measure_reruns_measure_judge_draw_not_training(project):
+def jobs_after_editing(project, *path) -> dict[str, int]:
+    """The jobs a dry run plans once the package copy's file ``path`` is edited (restored afterwards)."""
     root, run = project
-    with edited(root / "src" / "momentum_ct" / "claims" / "common.py"):
+    with edited(root.joinpath("src", "momentum_ct", *path)):
         result = run("-n")
     assert result.returncode == 0, str(result)
-    jobs = planned(result.output)
+    return planned(result.output)
+
+
+def test_editing_a_measure_reruns_measure_judge_draw_not_training(project):
+    jobs = jobs_after_editing(project, "claims", "common.py")
     assert "train_shard" not in jobs, jobs
     assert jobs.get("measure_claim") == 2 and jobs.get("judge_claims") == 1, jobs
     assert jobs.get("draw_claim_figure", 0) >= 3, jobs
 
 
 def test_editing_a_method_reruns_training_and_everything_after(project):
-    root, run = project
-    with edited(root / "src" / "momentum_ct" / "optim" / "__init__.py"):
-        result = run("-n")
-    assert result.returncode == 0, str(result)
-    jobs = planned(result.output)
+    jobs = jobs_after_editing(project, "optim", "__init__.py")
     assert jobs.get("train_shard") == 1 and jobs.get("measure_claim") == 2 and jobs.get("judge_claims") == 1, jobs
 
 

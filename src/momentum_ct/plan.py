@@ -13,7 +13,7 @@ from . import plugins as plugin_loader
 from .claims.registry import get_claim
 from .optim import resolve_method
 from .provenance import fingerprint, module_of
-from .sweep import shard_table
+from .sweep import recorded_bytes, shard_table
 from .train.schedule import n_steps_for
 from .train.shard import estimate_memory_mb
 
@@ -29,6 +29,7 @@ class Plan:
     plugins: list[plugin_loader.Plugin]
     sweep: pd.DataFrame
     claims: list[str] = field(default_factory=list)
+    _problems: dict[str, Any] = field(default_factory=dict, repr=False)  # experiment -> its first series' problem
 
     # -- what to build --------------------------------------------------------------------------------
     def predicted_claims(self) -> list[str]:
@@ -48,8 +49,8 @@ class Plan:
         specs = list(self.sweep["spec"])
         steps = [n_steps_for(s.t_max, h) for s in specs for h in s.h]
         rows = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) for s in specs)
-        dims = {s.experiment: self._dim(s) for s in specs}
-        trajectory_bytes = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) * dims[s.experiment] * 16 for s in specs)
+        trajectory_bytes = sum(recorded_bytes(len(s.h) * (s.n_records + 1 + s.dense_steps),
+                                              self._problem(s.experiment).dim) for s in specs)
         shards = self.sweep.groupby(["experiment", "shard"])["spec"].apply(list)
         return dict(series=len(specs), shards=len(shards), runs=len(steps), run_steps=float(sum(steps)),
                     longest_run=max(steps, default=0), recorded_rows=rows, trajectory_gb=trajectory_bytes / 1e9,
@@ -58,21 +59,25 @@ class Plan:
     def train_gpus(self, experiment: str) -> int:
         """GPUs a training job of the experiment uses (0 or 1): the workflow's ``gpu`` resource, so that a
         machine's GPU is shared by as many training jobs as its profile allows, never by all of them."""
-        from .problems import make_problem
         from .train.series import STACKED_ENGINES
         from .train.stacked import resolve_device
 
-        spec = self.sweep[self.sweep["experiment"] == experiment]["spec"].iloc[0]
+        spec = self._first_spec(experiment)
         if spec.engine not in STACKED_ENGINES:
             return 0
-        problem = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
-        return int(resolve_device(spec.device, problem).type == "cuda")
+        return int(resolve_device(spec.device, self._problem(experiment)).type == "cuda")
 
-    @staticmethod
-    def _dim(spec) -> int:
-        from .problems import make_problem
+    def _first_spec(self, experiment: str):
+        return self.sweep[self.sweep["experiment"] == experiment]["spec"].iloc[0]
 
-        return make_problem(spec.problem, seed=spec.seed, **spec.problem_options).dim
+    def _problem(self, experiment: str):
+        """The problem of the experiment's first series, built once (the workflow asks per job)."""
+        if experiment not in self._problems:
+            from .problems import make_problem
+
+            spec = self._first_spec(experiment)
+            self._problems[experiment] = make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
+        return self._problems[experiment]
 
     # -- the code each job runs -----------------------------------------------------------------------
     def _plugin_files(self, names: set[tuple[str, str]]) -> list[Path]:

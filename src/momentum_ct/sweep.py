@@ -71,6 +71,11 @@ def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
 LIMITS = {"run_steps": 1e9, "steps_per_run": 1e7, "result_gb": 50.0}
 
 
+def recorded_bytes(rows: float, dim: int) -> float:
+    """Bytes of the recorded vectors ``x`` and ``m`` (float64) of ``rows`` trajectory rows."""
+    return rows * dim * 2 * 8
+
+
 def limits(config: dict[str, Any]) -> dict[str, float]:
     return LIMITS | dict(config.get("limits") or {})
 
@@ -154,7 +159,7 @@ def validate_config(config: dict[str, Any]) -> None:
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
         for lam, g in grids.items():
             total_steps += seeds * n_methods * sum(exp["horizon"] * (1.0 - lam) / h for h in g)
-            total_bytes += seeds * n_methods * len(g) * records * problem.dim * 16  # x and m, float64
+            total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
         if device == "cuda" and engine not in STACKED_ENGINES:
             raise ConfigError(f"{where}.device: only the stacked engine runs on cuda; "

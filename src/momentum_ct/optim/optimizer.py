@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
-from .heavy_ball import HeavyBallFamily, check_hyperparameters
+from .heavy_ball import check_hyperparameters
 
 
 class MomentumRecurrence(torch.optim.Optimizer):
@@ -40,12 +39,9 @@ class MomentumRecurrence(torch.optim.Optimizer):
         Raises:
             ConfigError: the method is not in the heavy-ball family, or bad hyperparameters.
         """
-        from .methods import resolve_method
+        from .methods import coefficients, resolve_method
 
-        spec = resolve_method(method, hyperparameters)
-        if not isinstance(spec.method, HeavyBallFamily):
-            raise ConfigError(f"MomentumRecurrence iterates the heavy-ball family only, not method {spec.name!r}")
-        step_size, momentum, a = spec.method.coefficients(h, lam, **spec.hyperparameters)
+        step_size, momentum, a = coefficients(resolve_method(method, hyperparameters), h, lam)
         return cls(params, lr=step_size, momentum=momentum, lookahead=a)
 
     def _previous(self, p: torch.Tensor) -> torch.Tensor:
