@@ -59,7 +59,7 @@ MALFORMED = {
                          ["experiments.k1_quadratic.horizon: inf is not a finite number"]),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
                        ["experiments.k1_quadratic.methods", "'adam'",
-                        "valid methods: gd, gd_rescaled, hb, heavy_ball_family, nag"]),
+                        "valid methods: eki, gd, gd_rescaled, hb, heavy_ball_family, nag"]),
     "bad_method_hyperparameter": (lambda c: quad(c).update(methods=["hb", {"name": "heavy_ball_family", "a": 1.5}]),
                                   ["experiments.k1_quadratic.methods", "hyperparameter a must lie in [0, 1), got 1.5",
                                    "valid hyperparameters: a"]),
@@ -170,7 +170,7 @@ PACKAGE_ERRORS = {
                                r"experiments\.k1_quadratic\.problem_options: problem 'quadratic' has no option\(s\) "
                                r"conditon; valid options: dim, condition, lipschitz"),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
-                       r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: gd, gd_rescaled"),
+                       r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: eki, gd, gd_rescaled"),
     "unknown_method_hyperparameter": (lambda c: quad(c).update(methods=[{"name": "nag", "b": 0.3}]),
                                       r"experiments\.k1_quadratic\.methods: method 'nag' has no hyperparameter\(s\) b; "
                                       r"valid hyperparameters: none"),
@@ -183,7 +183,7 @@ PACKAGE_ERRORS = {
     "method_hyperparameter_not_a_number": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": True}]),
                                            r"hyperparameter a must be a number, got True"),
     "unknown_method_in_an_entry": (lambda c: quad(c).update(methods=[{"name": "adam", "beta": 0.9}]),
-                                   r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: gd, "),
+                                   r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: eki, gd, "),
     "same_method_twice": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": 0.5},
                                                             "heavy_ball_family(a=0.5)"]),
                           r"experiments\.k1_quadratic\.methods: 'heavy_ball_family\(a=0\.5\)' is listed twice"),

@@ -311,7 +311,7 @@ def test_coefficients_reject_bad_hyperparameters(method, h, lam, match):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: gd, gd_rescaled, hb, heavy_ball_family, "
+    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: eki, gd, gd_rescaled, hb, heavy_ball_family, "
                                           r"nag$"):
         get_method("adam")
 

@@ -16,6 +16,7 @@ from .errors import ConfigError, unknown_name
 from .optim import check_hyperparameters, resolve_method
 from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
+from .train.stacked import check_forward
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
 
@@ -123,6 +124,11 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.problem_options: {err}") from None
         method_labels(exp, where)
         methods = [resolve_method(m) for m in exp["methods"]]
+        for m in methods:
+            try:
+                check_forward(m.method, problem)
+            except ConfigError as err:
+                raise ConfigError(f"{where}.methods: {err}") from None
         batch_size = exp.get("batch_size")
         if batch_size is not None and problem.n_train == 0:
             raise ConfigError(f"{where}.batch_size: problem {exp['problem']!r} has no training data to draw "

@@ -1,5 +1,7 @@
 """The discrete methods: a protocol (``protocol``), a registry (``methods``) and the heavy-ball family
-(``heavy_ball``: GD, HB, NAG, rescaled GD, any look-ahead ``a``; SCIENCE.md 1.1)."""
+(``heavy_ball``: GD, HB, NAG, rescaled GD, any look-ahead ``a``; SCIENCE.md 1.1) and ensemble Kalman
+inversion (``eki``; SCIENCE.md 3)."""
+from .eki import EKI, EnsembleKalmanInversion
 from .functional import lookahead_point, momentum_step, momentum_update, velocity
 from .heavy_ball import HeavyBallFamily, check_hyperparameters
 from .methods import (
@@ -11,7 +13,7 @@ from .protocol import (
 )
 
 __all__ = [
-    "CAPABILITIES", "FORWARD", "GRAD", "HVP", "ONE_SAMPLE", "METHODS", "HeavyBallFamily", "Hyperparameter", "Method",
+    "CAPABILITIES", "EKI", "EnsembleKalmanInversion", "FORWARD", "GRAD", "HVP", "ONE_SAMPLE", "METHODS", "HeavyBallFamily", "Hyperparameter", "Method",
     "MethodSpec", "MomentumRecurrence", "Oracle", "State", "check_hyperparameters", "check_needs", "coefficients",
     "get_method", "lookahead_point", "momentum_step", "momentum_update", "register_method", "resolve_method",
     "select_runs", "unregister_method", "velocity",

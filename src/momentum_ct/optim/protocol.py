@@ -40,8 +40,9 @@ from ..errors import ConfigError
 
 State = dict[str, "Tensor | np.ndarray"]
 
-# Oracle capabilities. Only GRAD is served by the engines today; the others are named so that a method can
-# declare them and be refused with a clear message until an engine serves them.
+# Oracle capabilities. GRAD is served by every engine, FORWARD by the stacked engine (for problems with a forward
+# map); the others are named so that a method can declare them and be refused with a clear message until an engine
+# serves them.
 GRAD = "grad"  # gradient of the step's loss at given points (one row per run)
 HVP = "hvp"  # Hessian-vector product of the step's loss (on-line matrix momentum)
 FORWARD = "forward"  # model outputs on the step's inputs, no derivative (ensemble Kalman inversion)
@@ -81,8 +82,9 @@ class Oracle:
         raise self._missing(HVP)
 
     def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """Model outputs on the step's inputs for each point (``points x outputs``, no derivative taken) and
-        the step's observations ``y`` (``outputs``): the "tell" of an ask/tell ensemble method."""
+        """Model outputs on the step's inputs for each of a run's points (``points``: runs x n x dim, e.g. an
+        ensemble of n members per run; outputs: runs x n x outputs, no derivative taken) and each run's
+        observations ``y`` on the same data (runs x outputs): the "tell" of an ask/tell ensemble method."""
         raise self._missing(FORWARD)
 
     def _missing(self, capability: str) -> NotImplementedError:

@@ -45,6 +45,10 @@ class Problem:
             parameter vectors ``xs`` (runs x dim) in one pass; ``per_run`` says whether the data tensors
             carry a leading run axis. Networks provide it where one wide matrix product per layer beats
             ``vmap``; gradients come from autograd.
+        forward_map: optional ``forward_map(xs, data, per_run) -> (outputs, y)`` for derivative-free ensemble
+            methods: the model outputs ``G(x)`` of a stack of points ``xs`` (points x dim) on ``data``
+            (points x outputs, no derivative taken) and the observations ``y`` they are fitted to (``outputs``;
+            points x outputs when ``per_run``, the data then carrying a leading point axis).
 
     Tensors the loss closes over must be bound with ``functools.partial`` (not captured in a closure),
     so that ``to`` can move them with the rest of the problem.
@@ -66,6 +70,7 @@ class Problem:
     seed_sets_start_only: bool = False
     vectorised: bool = False
     stacked_loss: Callable[[Tensor, Data, bool], Tensor] | None = None
+    forward_map: Callable[[Tensor, Data, bool], tuple[Tensor, Tensor]] | None = None
 
     @property
     def dim(self) -> int:
@@ -147,6 +152,7 @@ class Problem:
             self, x0=move(self.x0), loss=move(self.loss), train_data=move(self.train_data),
             test_data=move(self.test_data), accuracy=move(self.accuracy), module=module, hessian=move(self.hessian),
             minimiser=move(self.minimiser), grad=move(self.grad), hessian_vector=move(self.hessian_vector),
+            forward_map=move(self.forward_map),
             extra={k: move(v) for k, v in self.extra.items()},
         )
 

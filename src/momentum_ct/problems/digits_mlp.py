@@ -6,11 +6,13 @@ order-of-convergence measurements need (ReLU kinks break the Taylor expansions).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from .base import Problem, flat_module_loss
-from .stacked import stacked_sequential_loss
+from .stacked import softmax_forward_map, stacked_sequential_loss
 
 
 # Widest hidden layer accepted: the stacked engine holds runs x samples x width activations.
@@ -65,11 +67,13 @@ def make_digits_mlp(*, seed: int = 0, hidden: list[int] | tuple[int, ...] = (32,
         logits = torch.func.functional_call(module, unflatten(x), (inputs,))
         return (logits.argmax(-1) == targets).to(torch.float64).mean()
 
+    stacked = stacked_sequential_loss(module, criterion)
     return Problem(
         name="digits_mlp",
         options=dict(seed=seed, hidden=hidden, split_seed=split_seed, test_fraction=test_fraction, n_train=n_train),
         x0=x0, loss=loss, train_data=train, test_data=test, accuracy=accuracy, module=module,
         extra=dict(unflatten=unflatten, criterion=criterion),
         seed_sets_start_only=True,  # the seed draws the initial weights; data and split are fixed by split_seed
-        stacked_loss=stacked_sequential_loss(module, criterion),
+        stacked_loss=stacked,
+        forward_map=functools.partial(softmax_forward_map, stacked),
     )

@@ -13,6 +13,14 @@ from .base import Problem
 MAX_ENTRIES = 10**8
 
 
+def linear_forward_map(ws, data, per_run: bool = False):
+    """``G(w) = X w`` on the data's samples for a stack of points, and ``y`` the targets: with noise covariance
+    ``Gamma = n I`` the misfit ``|y - G(w)|^2_Gamma / 2`` is the loss ``f``."""
+    xs, ys = data
+    out = torch.bmm(xs, ws.unsqueeze(2)).squeeze(2) if per_run else ws @ xs.T
+    return out, ys
+
+
 def make_regression(*, seed: int = 0, n_samples: int = 200, dim: int = 10, noise: float = 0.1,
                     n_test: int = 100) -> Problem:
     if max(n_samples, n_test) * dim > MAX_ENTRIES:
@@ -46,4 +54,5 @@ def make_regression(*, seed: int = 0, n_samples: int = 200, dim: int = 10, noise
         name="regression", options=dict(seed=seed, n_samples=n_samples, dim=dim, noise=noise, n_test=n_test),
         x0=torch.zeros(dim, dtype=torch.float64), loss=loss, grad=grad, train_data=train, test_data=test,
         hessian=xs.T @ xs / n_samples, minimiser=torch.linalg.lstsq(xs, train[1]).solution,
+        forward_map=linear_forward_map,
     )

@@ -30,8 +30,8 @@ class StackedSequentialLoss:
         self.layers, self.sizes, self.criterion = layers, sizes, criterion
         self.width = max(spec[0] for kind, spec in layers if kind == "linear")
 
-    def __call__(self, xs: Tensor, data, per_run: bool = False) -> Tensor:
-        inputs, targets = data
+    def outputs(self, xs: Tensor, inputs: Tensor, per_run: bool = False) -> Tensor:
+        """The network outputs of every run on ``inputs``: ``(runs, samples, out)``."""
         n_runs = xs.shape[0]
         chunks = iter(torch.split(xs, self.sizes, dim=1))
         h, shared = inputs, not per_run  # shared: h is (samples, width), else (runs, samples, width)
@@ -47,6 +47,12 @@ class StackedSequentialLoss:
             h = torch.baddbmm(next(chunks).unsqueeze(1), h, w) if has_bias else torch.bmm(h, w)
         if shared:  # no linear layer: every run sees the same output
             h = h.expand(n_runs, *h.shape)
+        return h
+
+    def __call__(self, xs: Tensor, data, per_run: bool = False) -> Tensor:
+        inputs, targets = data
+        n_runs = xs.shape[0]
+        h = self.outputs(xs, inputs, per_run)
         t = targets if per_run else targets.expand(n_runs, *targets.shape)
         if self.criterion is F.cross_entropy and t.dim() == 2:
             # classes on the middle axis: the log-softmax runs along samples, not along 10 classes
@@ -80,3 +86,15 @@ def stacked_sequential_loss(module: nn.Module, criterion: Callable[..., Tensor])
     if not any(kind == "linear" for kind, _ in layers) or sum(sizes) != sum(p.numel() for p in module.parameters()):
         return None
     return StackedSequentialLoss(layers, sizes, criterion)
+
+
+def softmax_forward_map(stacked: StackedSequentialLoss, xs: Tensor, data, per_run: bool = False):
+    """A classifier as a forward map for ensemble Kalman inversion (Kovachki & Stuart 2019): ``G(u)`` the
+    class probabilities on the samples, flattened (``points x samples * classes``), and the observations
+    ``y`` the one-hot labels, flattened the same way (``samples * classes``; ``points x ...`` when
+    ``per_run``). Probabilities rather than logits: the one-hot labels are reachable, so the misfit
+    ``|y - G(u)|`` has a finite minimiser."""
+    inputs, targets = data
+    probs = torch.softmax(stacked.outputs(xs, inputs, per_run), dim=-1)
+    y = F.one_hot(targets, probs.shape[-1]).to(probs.dtype)
+    return probs.reshape(xs.shape[0], -1), y.reshape(*y.shape[:-2], -1)

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..optim import GRAD, Method, Oracle, check_needs, resolve_method
+from ..errors import ConfigError
+from ..optim import FORWARD, GRAD, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
 from .progress import Progress
 from .recorder import TrajectoryRecorder
@@ -56,8 +57,19 @@ CPU_CHUNK_ELEMENTS = 2**19
 PENDING_ELEMENTS = 2**23
 
 
-# What the stacked engine's oracle serves.
-PROVIDES = frozenset({GRAD})
+# What the stacked engine's oracle serves (FORWARD for problems with a forward map: ``check_forward``).
+PROVIDES = frozenset({GRAD, FORWARD})
+
+
+def check_forward(method: Method, problem: Problem) -> None:
+    """Refuse a method that needs model outputs (``FORWARD``) on a problem without a forward map.
+
+    Raises:
+        ConfigError: naming the method and the problem.
+    """
+    if FORWARD in method.needs and problem.forward_map is None:
+        raise ConfigError(f"method {method.name!r} needs the model outputs of the problem, and problem "
+                          f"{problem.name!r} has no forward map (problems with one: digits_mlp, regression)")
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,8 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
         chunk_elements = CPU_CHUNK_ELEMENTS if device.type == "cpu" else 0
     for method in {id(r.method): r.method for r in requests}.values():
         check_needs(method, PROVIDES, "stacked")
+    for r in requests:
+        check_forward(r.method, r.problem)
     recorders = [TrajectoryRecorder(r.problem, r.h) for r in requests]
     cohorts: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
@@ -224,6 +238,25 @@ class _Evaluator:
             return self._over_chunks(self._vmapped[per_run][1], xs, data, per_run)
         return self._over_chunks(lambda x, d: self._value_and_grad(x, d, per_run)[1], xs, data, per_run)
 
+    def forward(self, points: Tensor, data, per_run: bool = False) -> tuple[Tensor, Tensor]:
+        """The forward map at ``points`` (runs x n x dim): outputs (runs x n x m) and observations (runs x m)."""
+        runs, n = points.shape[:2]
+        flat = points.reshape(runs * n, points.shape[2])
+        if per_run:  # each run's data serves its n points
+            data = tuple(t.repeat_interleave(n, dim=0) for t in data)
+        # points cost what runs cost in the loss: the same chunks keep activations in cache
+        parts = [self.problem.forward_map(x, d, per_run)
+                 for x, d in self._chunks_of(flat, data, per_run, self.chunk_runs)]
+        outputs = torch.cat([o for o, _ in parts]) if len(parts) > 1 else parts[0][0]
+        y = torch.cat([v for _, v in parts]).view(runs, n, -1)[:, 0] if per_run else parts[0][1].expand(runs, -1)
+        return outputs.view(runs, n, -1), y
+
+    def _chunks_of(self, xs: Tensor, data, per_run: bool, size: int):
+        if size <= 0 or xs.shape[0] <= size:
+            return [(xs, data)]
+        return [(xs[i:i + size], tuple(t[i:i + size] for t in data) if per_run else data)
+                for i in range(0, xs.shape[0], size)]
+
     def metrics(self, xs: Tensor) -> dict[str, Tensor]:
         """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, in that order
         (the order of ``Problem.evaluate`` followed by the gradient norm, as ``TrajectoryRecorder.record``)."""
@@ -240,7 +273,7 @@ class _Evaluator:
 
 
 class _StackOracle(Oracle):
-    """The gradient of a cohort's problem on the step's data, for the whole stack at once."""
+    """The gradient, or the forward map, of a cohort's problem on the step's data, for the whole stack at once."""
 
     provides = PROVIDES
 
@@ -249,6 +282,9 @@ class _StackOracle(Oracle):
 
     def grad(self, points: Tensor) -> Tensor:
         return self.evaluator.grad(points, self.data, self.per_run)
+
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        return self.evaluator.forward(points, self.data, self.per_run)
 
 
 class _Cohort:

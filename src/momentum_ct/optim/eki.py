@@ -1,0 +1,201 @@
+"""Ensemble Kalman inversion (Kovachki & Stuart 2019; SCIENCE.md 3), one implementation of the method protocol.
+
+Learning as the inverse problem ``y = G(u) + noise``, noise covariance ``Gamma = noise * I`` (a scalar
+times the identity). An ensemble ``u_1..u_J`` (state ``u``: runs x J x dim, the run axis first) moves by
+
+    u_j <- u_j + h C_uG (h C_GG + Gamma)^{-1} (y + xi_j - G(u_j))
+
+with the ensemble covariances ``C_uG``, ``C_GG``. No derivative of ``G`` is taken: the method asks the
+oracle for ``G`` on every member and for the step's observations ``y`` (``FORWARD``; the ask/tell shape
+of EnsembleKalmanProcesses.jl), on the engine's data for the step (a mini-batch: online EKI).
+
+The update is formed in the cheaper space. With many outputs (m >= J, a network's outputs on its data),
+in the J-space (Woodbury): with centred outputs ``dG`` and members ``dU`` (rows),
+``S = dG Gamma^{-1} dG^T / J`` and ``E_ij = <dG_i, Gamma^{-1}(y + xi_j - G(u_j))> / J`` (both J x J),
+
+    U <- U + h E^T (I_J + h S)^{-1} dU,
+
+which equals the update above (``(h C_GG + Gamma)^{-1}`` expanded by Woodbury; ``C_uG = dU^T dG / J``).
+Only J x J systems are solved and no dim x dim or outputs x outputs matrix is formed. With fewer outputs
+than members (m < J, few labels) and no Tikhonov block, ``(h C_GG + Gamma)`` itself (m x m) is solved.
+Both forms give the same increments to round-off. Every increment is a combination of the rows of ``dU``
+(``C_uG = dU^T dG / J``), so the ensemble stays in the span of the initial ensemble.
+
+Options (hyperparameters, each validated): ``J``; ``spread`` (initial members ``x0 + spread z``, ``z``
+standard normal, drawn from ``ensemble_seed``); ``noise`` (``Gamma = noise I``); ``perturb`` (``s``:
+perturbed observations ``xi_j ~ N(0, s Gamma / h)``, fresh each step; ``s = 1`` is ES-MDA with equal
+inflation ``1/h``, which maps a linear-Gaussian prior ensemble to the posterior at ``T = n h = 1``);
+``adaptive`` (1: the step ``h_n = h / (|D_n|_F + eps)``, ``D_ij = <dG_i, Gamma^{-1}(G(u_j) - y)> / J`` the
+J x J misfit matrix without perturbations, as EnsembleKalmanProcesses.jl's stable scheduler; ``h`` is
+then ``h0``); ``tikhonov`` (``lambda >= 0``: ``G`` augmented with the parameters, ``y`` with the prior
+mean ``x0``, ``Gamma`` with ``I / lambda``; 0 is plain EKI: the augmented block enters through
+``Gamma^{-1}`` only, so it is never materialised).
+
+Records ``x`` = the ensemble mean (metrics are evaluated there) and ``m`` = its increment over the step
+used. A run whose J x J system is not positive definite (non-finite outputs) gets a non-finite mean, so the
+engine records it as diverged.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from .protocol import FORWARD, Hyperparameter, Method, Oracle, State
+
+# Beyond this an ensemble of the digits MLP (1,210 parameters) alone is gigabytes: a typo, not a choice.
+MAX_ENSEMBLE = 10**5
+
+
+def _integer_in(low: int, high: int):
+    return lambda v: float(v).is_integer() and low <= v <= high
+
+
+HYPERPARAMETERS = (
+    Hyperparameter("J", "ensemble size", _integer_in(2, MAX_ENSEMBLE), f"be an integer in [2, {MAX_ENSEMBLE}]", 100),
+    Hyperparameter("spread", "standard deviation of the initial members about x0", lambda v: v > 0,
+                   "be positive", 0.1),
+    Hyperparameter("noise", "observation noise variance gamma (Gamma = gamma I)", lambda v: v > 0,
+                   "be positive", 1.0),
+    Hyperparameter("perturb", "perturbed observations xi_j ~ N(0, perturb Gamma / h); 0: none", lambda v: v >= 0,
+                   "be >= 0", 0.0),
+    Hyperparameter("adaptive", "1: step h / (|D_n|_F + eps); 0: fixed step h", lambda v: v in (0.0, 1.0),
+                   "be 0 or 1", 0.0),
+    Hyperparameter("eps", "regulariser of the adaptive step", lambda v: v > 0, "be positive", 1e-8),
+    Hyperparameter("tikhonov", "weight lambda of the Tikhonov block (u observed as x0 with covariance I/lambda); "
+                   "0: none", lambda v: v >= 0, "be >= 0", 0.0),
+    Hyperparameter("ensemble_seed", "seed of the initial ensemble and of the perturbations",
+                   _integer_in(0, 2**31 - 1), "be an integer in [0, 2^31 - 1]", 0.0),
+)
+
+
+def _generator(seed: int, k: int) -> torch.Generator:
+    """One stream per (seed, step): a step's draws do not depend on which runs share the stack."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + k)
+
+
+class EnsembleKalmanInversion(Method):
+    name = "eki"
+    description = ("ensemble Kalman inversion: an ensemble of J parameter vectors moved by Kalman updates with "
+                   "ensemble covariances, no gradient (Kovachki & Stuart 2019)")
+    hyperparameters = HYPERPARAMETERS
+    needs = frozenset({FORWARD})
+    records = ("x", "m")
+
+    def stack_key(self, columns: Mapping[str, float]) -> tuple:
+        return (self.name, int(columns["J"]))  # only equal ensemble sizes share a state
+
+    def columns(self, h: float, lam: float, **hyperparameters: float) -> dict[str, float]:
+        if not (h > 0.0):
+            raise ConfigError(f"method {self.name!r}: learning rate h must be positive, got {h}")
+        return {"step_size": float(h), **self.check(hyperparameters)}
+
+    def init(self, x0: Tensor, columns: Mapping[str, Tensor]) -> State:
+        n_members = int(columns["J"][0, 0])
+        seeds = columns["ensemble_seed"].reshape(-1).cpu().numpy().astype(np.int64)
+        z = torch.stack([torch.randn(n_members, x0.shape[1], generator=_generator(s, 0), dtype=torch.float64)
+                         for s in seeds]).to(x0.device, x0.dtype)
+        u = x0.unsqueeze(1) + columns["spread"].unsqueeze(2) * z
+        mean = u.mean(1)
+        host = {key: (columns[key] != 0.0).reshape(-1).cpu().numpy() for key in ("perturb", "adaptive", "tikhonov")}
+        return {"u": u, "mean_prev": mean.clone(), "h_used": columns["step_size"].clone(), "prior_mean": x0,
+                **{key: columns[key] for key in ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov")},
+                "seed": seeds, "any_perturb": host["perturb"], "any_adaptive": host["adaptive"],
+                "any_tikhonov": host["tikhonov"]}
+
+    def step(self, state: State, k: int, oracle: Oracle) -> State:
+        u = state["u"]
+        runs, n_members, _ = u.shape
+        outputs, y = oracle.forward(u)  # (runs, J, m), (runs, m)
+        mean = u.mean(1)
+        du = u - mean.unsqueeze(1)
+        dg = outputs - outputs.mean(1, keepdim=True)
+        # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
+        if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
+            increment, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
+        else:
+            increment, h, info = self._in_ensemble_space(state, k, u, du, dg, outputs.mean(1) - y)
+        bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
+        increment = torch.where(bad, torch.full_like(increment, float("nan")), increment)
+        return {**state, "u": u + increment, "mean_prev": mean, "h_used": h}
+
+    def _in_ensemble_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
+        """``h E^T (I + h S)^-1 dU`` (module docstring): J x J products and solves only."""
+        n_members = u.shape[1]
+        inv_gamma = (1.0 / state["noise"]).unsqueeze(2)  # (runs, 1, 1)
+        # S_ij = <dG_i, Gamma^-1 dG_j> / J; D_ij = <dG_i, Gamma^-1 (G_j - y)> / J = S_ij + <dG_i, Gamma^-1 (mean G - y)> / J,
+        # so one J x J product over the outputs (the costly part when there are many) serves both
+        s = inv_gamma * torch.bmm(dg, dg.transpose(1, 2)) / n_members
+        d = s + inv_gamma * torch.bmm(dg, offset.unsqueeze(2)) / n_members
+        if state["any_tikhonov"].any():  # the parameter block: G~ = [G; u], y~ = [y; x0], Gamma~^-1 = [.; lambda I]
+            lam_t = state["tikhonov"].unsqueeze(2)
+            d = d + lam_t * torch.bmm(du, (u - state["prior_mean"].unsqueeze(1)).transpose(1, 2)) / n_members
+            s = s + lam_t * torch.bmm(du, du.transpose(1, 2)) / n_members
+        h = self._step_size(state, torch.linalg.matrix_norm(d).unsqueeze(1))
+        h3 = h.unsqueeze(2)
+        e = -d
+        if state["any_perturb"].any():
+            e = e + self._perturbation(state, k, dg, du, h3)
+        system = torch.eye(n_members, dtype=u.dtype, device=u.device) + h3 * s
+        chol, info = torch.linalg.cholesky_ex(system)
+        return h3 * torch.bmm(e.transpose(1, 2), torch.cholesky_solve(du, chol)), h, info
+
+    def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
+        """``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member: m x m systems, for m < J."""
+        runs, n_members, n_out = dg.shape
+        gamma = state["noise"].unsqueeze(2)
+        c_gg = torch.bmm(dg.transpose(1, 2), dg) / n_members
+        # |D|_F^2 = tr(D^T D) = sum((G - y) C_GG * (G - y)) / (gamma^2 J)
+        d_norm = torch.sqrt((torch.bmm(misfit, c_gg) * misfit).sum((1, 2)) / n_members).unsqueeze(1) / state["noise"]
+        h = self._step_size(state, d_norm)
+        h3 = h.unsqueeze(2)
+        residual = -misfit
+        if state["any_perturb"].any():
+            z = self._draws(state, k, n_members, n_out, dg)[0]
+            residual = residual + torch.sqrt(state["perturb"].unsqueeze(2) * gamma / h3) * z
+        system = h3 * c_gg + gamma * torch.eye(n_out, dtype=dg.dtype, device=dg.device)
+        chol, info = torch.linalg.cholesky_ex(system)
+        solved = torch.cholesky_solve(residual.transpose(1, 2), chol)  # (runs, m, J)
+        return h3 * torch.bmm(solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members), h, info
+
+    def _step_size(self, state: State, d_norm: Tensor) -> Tensor:
+        """``h``, or ``h / (|D_n|_F + eps)`` for the runs with ``adaptive = 1`` (runs x 1)."""
+        h = state["step_size"]
+        if not state["any_adaptive"].any():
+            return h
+        return torch.where(state["adaptive"] != 0.0, h / (d_norm + state["eps"]), h)
+
+    def _draws(self, state: State, k: int, n_members: int, n_out: int, like: Tensor, n_prior: int = 0):
+        """Standard normal draws of step ``k`` per run: ``J x m`` for the outputs, ``J x n_prior`` for the prior block
+        (one stream per run's seed and step, whichever space the update is formed in)."""
+        gens = [_generator(seed, k + 1) for seed in state["seed"]]
+        z = torch.stack([torch.randn(n_members, n_out, generator=g, dtype=torch.float64) for g in gens])
+        zp = (torch.stack([torch.randn(n_members, n_prior, generator=g, dtype=torch.float64) for g in gens])
+              if n_prior else None)
+        return z.to(like.device, like.dtype), None if zp is None else zp.to(like.device, like.dtype)
+
+    def _perturbation(self, state: State, k: int, dg: Tensor, du: Tensor, h3: Tensor) -> Tensor:
+        """``<dG_i, Gamma^-1 xi_j> / J`` with ``xi_j ~ N(0, s Gamma / h)`` (and the Tikhonov block's share)."""
+        runs, n_members, n_out = dg.shape
+        tikhonov = bool(state["any_tikhonov"].any())
+        z, zp = self._draws(state, k, n_members, n_out, dg, du.shape[2] if tikhonov else 0)
+        scale = (state["perturb"] / state["noise"]).unsqueeze(2) / h3  # Gamma^-1 xi = sqrt(s / (gamma h)) z
+        out = torch.sqrt(scale) * torch.bmm(dg, z.transpose(1, 2)) / n_members
+        if tikhonov:  # prior block: lambda xi_p with xi_p ~ N(0, s / (lambda h) I)
+            scale_p = (state["perturb"] * state["tikhonov"]).unsqueeze(2) / h3
+            out = out + torch.sqrt(scale_p) * torch.bmm(du, zp.transpose(1, 2)) / n_members
+        return out
+
+    def iterate(self, state: State) -> Tensor:
+        return state["u"].mean(1)
+
+    def record(self, state: State) -> dict[str, Tensor]:
+        """``x`` the ensemble mean, ``m`` its increment over the step used (``(x_k - x_{k-1}) / h_k``)."""
+        x = state["u"].mean(1)
+        return {"x": x, "m": (x - state["mean_prev"]) / state["h_used"]}
+
+
+EKI = EnsembleKalmanInversion()
