@@ -4,6 +4,7 @@ recorded by the stacked engine."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torchdiffeq import odeint
@@ -246,3 +247,38 @@ def test_a_diverging_ensemble_is_recorded_not_raised():
     rec = run_many([RunRequest(problem, {"name": "eki", "J": 4, "spread": 1.0}, 1.0, 0.0, 50, np.arange(51))],
                    device="cpu")[0]
     assert rec.diverged_at is not None and rec.diverged_at <= 50
+
+
+def test_claim_e3_on_a_linear_problem(tmp_path):
+    """E3 through its registry entry: order ~1 and a vanishing gap between the two flows on linear regression."""
+    from momentum_ct.claims import measures
+    from momentum_ct.claims.registry import get_claim
+    from momentum_ct.ct.integrate import OdeOptions
+    from momentum_ct.io import read_json, read_trajectory
+    from momentum_ct.train.series import SeriesSpec
+    from momentum_ct.train.shard import write_shard
+
+    spec = SeriesSpec(experiment="e", problem="regression", method="eki(J=6, spread=1.0, noise=40.0)", lam=0.0,
+                      seed=0, h=(0.04, 0.02, 0.01, 0.005), t_max=1.0, n_records=20, engine="stacked",
+                      problem_options=dict(dim=4, n_samples=40))
+    write_shard([spec], str(tmp_path / "t.parquet"), str(tmp_path / "m.json"))
+    traj, meta = read_trajectory(str(tmp_path / "t.parquet")), read_json(str(tmp_path / "m.json"), ["series"])
+    columns, info = measures.predict_shard("E3", traj, meta, OdeOptions())
+    shard = dict(traj=traj, meta=meta, pred=pd.DataFrame(columns), info=info)
+    fits, _ = measures.measure("E3", [shard], {"fit_points": 4})
+    verdicts = {r.quantity: get_claim("E3").quantity(r.quantity).verdict(r.predicted, r.measured, r.ci_low, r.ci_high,
+                                                                         r.regime, r.n_points)
+                for r in fits.itertuples()}
+    order = float(fits.loc[fits["quantity"] == "order", "measured"].iloc[0])
+    assert 0.9 <= order <= 1.1, fits
+    assert verdicts == {"order": "supported", "flow_gap": "supported"}, fits
+
+
+def test_claim_e3_refuses_what_it_cannot_judge():
+    base = {"problem": "regression", "lam": [0.0], "claims": ["E3"], "h": [0.04, 0.02, 0.01], "horizon": 1.0,
+            "engine": "stacked"}
+    for methods, batch in (([{"name": "eki", "perturb": 1.0}], None), ([{"name": "eki", "adaptive": 1}], None),
+                           (["eki"], 20), (["eki", "gd"], None)):
+        config = {"experiments": {"e": {**base, "methods": methods, "batch_size": batch}}}
+        with pytest.raises(ConfigError, match=r"^experiments\.e\.claims: claim E3 needs only ensemble methods"):
+            validate_config(config)

@@ -13,7 +13,7 @@ import torch
 from .claims.claim import REQUIREMENTS
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
-from .optim import check_hyperparameters, resolve_method
+from .optim import EnsembleKalmanInversion, check_hyperparameters, resolve_method
 from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
 from .train.stacked import check_forward
@@ -93,6 +93,10 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
         return problem.accuracy is None or not problem.test_data
     if requirement == "rescaled_gd":
         return not any(m.name == "gd_rescaled" for m in methods)
+    if requirement == "fixed_step_ensemble":
+        return exp.get("batch_size") is not None or not all(
+            isinstance(m.method, EnsembleKalmanInversion) and m.hyperparameters["adaptive"] == 0
+            and m.hyperparameters["perturb"] == 0 for m in methods)
     return False
 
 
