@@ -82,11 +82,11 @@ def test_adaptive_step_uses_the_misfit_matrix():
     g = lambda p: p @ a.T  # noqa: E731
     x0 = torch.zeros(3, dtype=DT)
     fixed = start({"J": 6, "spread": 1.0}, x0, h=1.0)
-    adaptive = start({"J": 6, "spread": 1.0, "adaptive": 1, "eps": 1e-3}, x0, h=1.0)
+    adaptive = start({"J": 6, "spread": 1.0, "adaptive": 2.0, "eps": 1e-3}, x0, h=0.01)  # h: only the length
     out = g(fixed["u"])[0]
     dg = out - out.mean(0)
     d = dg @ (out - y).T / 6  # D_ij = <dG_i, Gamma^-1 (G_j - y)> / J, Gamma = I
-    h_n = 1.0 / (torch.linalg.matrix_norm(d) + 1e-3)
+    h_n = 2.0 / (torch.linalg.matrix_norm(d) + 1e-3)
     stepped = EKI.step(adaptive, 0, MapOracle(g, y))
     assert float(stepped["h_used"]) == pytest.approx(float(h_n), rel=1e-12)
     expected = textbook_step(fixed["u"][0], g, y, float(h_n), 1.0)
@@ -197,7 +197,7 @@ def test_mean_follows_the_preconditioned_gradient_flow_with_order_one():
     ("J", 1.5, "hyperparameter J must be an integer"),
     ("J", 1, "hyperparameter J must be an integer"),
     ("noise", 0.0, "hyperparameter noise must be positive"),
-    ("adaptive", 0.5, "hyperparameter adaptive must be 0 or 1"),
+    ("adaptive", -0.5, "hyperparameter adaptive must be >= 0"),
     ("perturb", -1.0, "hyperparameter perturb must be >= 0"),
     ("spred", 1.0, "has no hyperparameter(s) spred"),
 ])
@@ -282,3 +282,27 @@ def test_claim_e3_refuses_what_it_cannot_judge():
         config = {"experiments": {"e": {**base, "methods": methods, "batch_size": batch}}}
         with pytest.raises(ConfigError, match=r"^experiments\.e\.claims: claim E3 needs only ensemble methods"):
             validate_config(config)
+
+
+def test_claim_e1_compares_the_same_steps_on_the_same_data(tmp_path):
+    """E1's rows: the gap to gd per EKI series, judged as offline (J >= parameter count) or below it."""
+    from momentum_ct.claims import measures
+    from momentum_ct.io import read_json, read_trajectory
+    from momentum_ct.train.shard import write_shard
+    from momentum_ct.sweep import expand_series
+
+    config = {"experiments": {"e": {
+        "claims": ["E1"], "problem": "digits_mlp", "problem_options": {"hidden": [2], "n_train": 60},
+        "methods": ["gd", {"name": "eki", "J": 20, "spread": 0.3, "adaptive": 1.0},
+                    {"name": "eki", "J": 160, "spread": 0.3, "adaptive": 1.0}],
+        "lam": [0.0], "h": [0.5], "horizon": 2.0, "n_records": 2, "engine": "stacked"}}}
+    specs = expand_series(config)
+    write_shard(specs, str(tmp_path / "t.parquet"), str(tmp_path / "m.json"), log=lambda _: None)
+    traj, meta = read_trajectory(str(tmp_path / "t.parquet")), read_json(str(tmp_path / "m.json"), ["series"])
+    fits, points = measures.measure("E1", [dict(traj=traj, meta=meta)], {})
+    assert dict(zip(points["J"], fits["quantity"])) == {20: "accuracy_gap_below_dim", 160: "accuracy_gap"}
+    assert set(points["dim"]) == {160}  # 64 x 2 + 2 + 2 x 10 + 10
+    gd = traj[traj["method"] == "gd"].sort_values("step")["test_accuracy"].iloc[-1]
+    np.testing.assert_allclose(points["accuracy_sgd"], gd)
+    np.testing.assert_allclose(fits["measured"], points["accuracy_sgd"] - points["accuracy_eki"])
+    assert traj.groupby("method")["step"].max().nunique() == 1  # the same number of steps for every method

@@ -93,6 +93,9 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
         return problem.accuracy is None or not problem.test_data
     if requirement == "rescaled_gd":
         return not any(m.name == "gd_rescaled" for m in methods)
+    if requirement == "sgd_and_ensemble":
+        return not (any(m.name == "gd" for m in methods)
+                    and any(isinstance(m.method, EnsembleKalmanInversion) for m in methods))
     if requirement == "fixed_step_ensemble":
         return exp.get("batch_size") is not None or not all(
             isinstance(m.method, EnsembleKalmanInversion) and m.hyperparameters["adaptive"] == 0

@@ -25,9 +25,10 @@ Options (hyperparameters, each validated): ``J``; ``spread`` (initial members ``
 standard normal, drawn from ``ensemble_seed``); ``noise`` (``Gamma = noise I``); ``perturb`` (``s``:
 perturbed observations ``xi_j ~ N(0, s Gamma / h)``, fresh each step; ``s = 1`` is ES-MDA with equal
 inflation ``1/h``, which maps a linear-Gaussian prior ensemble to the posterior at ``T = n h = 1``);
-``adaptive`` (1: the step ``h_n = h / (|D_n|_F + eps)``, ``D_ij = <dG_i, Gamma^{-1}(G(u_j) - y)> / J`` the
-J x J misfit matrix without perturbations, as EnsembleKalmanProcesses.jl's stable scheduler; ``h`` is
-then ``h0``); ``tikhonov`` (``lambda >= 0``: ``G`` augmented with the parameters, ``y`` with the prior
+``adaptive`` (``a > 0``: the step ``h_n = a / (|D_n|_F + eps)``, ``D_ij = <dG_i, Gamma^{-1}(G(u_j) - y)> / J``
+the J x J misfit matrix without perturbations, as EnsembleKalmanProcesses.jl's stable scheduler with
+numerator ``a``; the run's ``h`` then sets only its number of steps, ``t_max / h``, so that EKI and SGD of
+one experiment make the same number of steps on the same data while each has its own step rule); ``tikhonov`` (``lambda >= 0``: ``G`` augmented with the parameters, ``y`` with the prior
 mean ``x0``, ``Gamma`` with ``I / lambda``; 0 is plain EKI: the augmented block enters through
 ``Gamma^{-1}`` only, so it is never materialised).
 
@@ -62,8 +63,8 @@ HYPERPARAMETERS = (
                    "be positive", 1.0),
     Hyperparameter("perturb", "perturbed observations xi_j ~ N(0, perturb Gamma / h); 0: none", lambda v: v >= 0,
                    "be >= 0", 0.0),
-    Hyperparameter("adaptive", "1: step h / (|D_n|_F + eps); 0: fixed step h", lambda v: v in (0.0, 1.0),
-                   "be 0 or 1", 0.0),
+    Hyperparameter("adaptive", "a > 0: step a / (|D_n|_F + eps) (h then sets only the number of steps); 0: fixed "
+                   "step h", lambda v: v >= 0, "be >= 0", 0.0),
     Hyperparameter("eps", "regulariser of the adaptive step", lambda v: v > 0, "be positive", 1e-8),
     Hyperparameter("tikhonov", "weight lambda of the Tikhonov block (u observed as x0 with covariance I/lambda); "
                    "0: none", lambda v: v >= 0, "be >= 0", 0.0),
@@ -162,11 +163,11 @@ class EnsembleKalmanInversion(Method):
         return h3 * torch.bmm(solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members), h, info
 
     def _step_size(self, state: State, d_norm: Tensor) -> Tensor:
-        """``h``, or ``h / (|D_n|_F + eps)`` for the runs with ``adaptive = 1`` (runs x 1)."""
+        """``h``, or ``a / (|D_n|_F + eps)`` for the runs with ``adaptive = a > 0`` (runs x 1)."""
         h = state["step_size"]
         if not state["any_adaptive"].any():
             return h
-        return torch.where(state["adaptive"] != 0.0, h / (d_norm + state["eps"]), h)
+        return torch.where(state["adaptive"] != 0.0, state["adaptive"] / (d_norm + state["eps"]), h)
 
     def _draws(self, state: State, k: int, n_members: int, n_out: int, like: Tensor, n_prior: int = 0):
         """Standard normal draws of step ``k`` per run: ``J x m`` for the outputs, ``J x n_prior`` for the prior block
