@@ -306,3 +306,32 @@ def test_claim_e1_compares_the_same_steps_on_the_same_data(tmp_path):
     np.testing.assert_allclose(points["accuracy_sgd"], gd)
     np.testing.assert_allclose(fits["measured"], points["accuracy_sgd"] - points["accuracy_eki"])
     assert traj.groupby("method")["step"].max().nunique() == 1  # the same number of steps for every method
+
+
+def test_graph_ssl_closed_form_and_eki_fixed_point():
+    """The posterior mean (labels-space solve) against the dense normal equations; Tikhonov EKI with J above the
+    parameter count reaches it (the prior as the Tikhonov block, no perturbations)."""
+    from momentum_ct.claims.e2 import label_spreading_accuracy
+    from momentum_ct.problems.graph_ssl import posterior_mean
+
+    problem = make_problem("graph_ssl", dataset="moons", n_nodes=40, n_labels=6)
+    mean = posterior_mean(problem, 0.05)
+    out, y = problem.forward_map(torch.eye(problem.dim, dtype=DT), problem.train_data, False)
+    a = out.T  # labels x parameters, column by column
+    dense = torch.linalg.solve(a.T @ a / 0.05 + torch.eye(problem.dim, dtype=DT), a.T @ y / 0.05)
+    torch.testing.assert_close(mean, dense, rtol=1e-9, atol=1e-10)
+    rec = run_many([RunRequest(problem, {"name": "eki", "J": 120, "spread": 1.0, "noise": 0.05, "tikhonov": 1.0},
+                               0.5, 0.0, 2000, np.array([20, 200, 2000]))], device="cpu")[0]
+    errors = [float(torch.linalg.vector_norm(torch.as_tensor(x) - mean) / torch.linalg.vector_norm(mean))
+              for x in rec.columns()["x"]]
+    # the ensemble collapses like 1/t, so the mean closes in on the fixed point like t^(-1/2): a factor sqrt(10)
+    # per decade of steps
+    assert errors[2] < errors[1] / 2 < errors[0] / 4 and errors[2] < 0.1, errors
+    assert 0.0 <= label_spreading_accuracy(problem) <= 1.0
+
+
+def test_claim_e2_needs_a_graph_prior():
+    config = {"experiments": {"e": {"problem": "regression", "methods": ["eki"], "lam": [0.0], "claims": ["E2"],
+                                    "h": [0.5], "horizon": 1.0, "engine": "stacked"}}}
+    with pytest.raises(ConfigError, match=r"^experiments\.e\.claims: claim E2 needs a graph semi-supervised"):
+        validate_config(config)

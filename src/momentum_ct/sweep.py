@@ -93,6 +93,8 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
         return problem.accuracy is None or not problem.test_data
     if requirement == "rescaled_gd":
         return not any(m.name == "gd_rescaled" for m in methods)
+    if requirement == "graph_prior":
+        return "sqrt_c" not in problem.extra or not all(isinstance(m.method, EnsembleKalmanInversion) for m in methods)
     if requirement == "sgd_and_ensemble":
         return not (any(m.name == "gd" for m in methods)
                     and any(isinstance(m.method, EnsembleKalmanInversion) for m in methods))

@@ -28,6 +28,7 @@ REQUIREMENTS = {
     "network": "a network problem (one with held-out test data, e.g. digits_mlp)",
     "test_accuracy": "a classifier's test accuracy (e.g. digits_mlp)",
     "rescaled_gd": "gd_rescaled among the methods (the reference the momentum methods are compared with)",
+    "graph_prior": "a graph semi-supervised problem with a Gaussian prior (graph_ssl) trained by eki only",
     "sgd_and_ensemble": "gd (the SGD reference) and at least one ensemble method (eki) among the methods",
     "fixed_step_ensemble": "only ensemble methods (eki) at a fixed step (adaptive 0) without perturbed "
                            "observations (perturb 0), on the full training set (batch_size null)",

@@ -7,7 +7,7 @@ figures) names a claim.
 from __future__ import annotations
 
 from ..errors import ConfigError, unknown_name
-from . import e1, e3, k1, k2, k3, k4
+from . import e1, e2, e3, k1, k2, k3, k4
 from .claim import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Figure, Quantity, quantities
 
 BUILTIN: tuple[Claim, ...] = (
@@ -157,6 +157,7 @@ BUILTIN: tuple[Claim, ...] = (
     ),
     k4.CLAIM,
     e1.CLAIM,
+    e2.CLAIM,
     e3.CLAIM,
 )
 

@@ -120,7 +120,8 @@ class EnsembleKalmanInversion(Method):
         else:
             increment, h, info = self._in_ensemble_space(state, k, u, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
-        increment = torch.where(bad, torch.full_like(increment, float("nan")), increment)
+        if bool(bad.any()):
+            increment = torch.where(bad, torch.full_like(increment, float("nan")), increment)
         return {**state, "u": u + increment, "mean_prev": mean, "h_used": h}
 
     def _in_ensemble_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
