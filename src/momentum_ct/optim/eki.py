@@ -143,7 +143,8 @@ class EnsembleKalmanInversion(Method):
             e = e + self._perturbation(state, k, dg, du, h3)
         system = torch.eye(n_members, dtype=u.dtype, device=u.device) + h3 * s
         chol, info = torch.linalg.cholesky_ex(system)
-        return h3 * torch.bmm(e.transpose(1, 2), torch.cholesky_solve(du, chol)), h, info
+        # (K^-1 E)^T dU = E^T K^-1 dU (K symmetric): a J x J right-hand side, then one J x J by J x dim product
+        return h3 * torch.bmm(torch.cholesky_solve(e, chol).transpose(1, 2), du), h, info
 
     def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
         """``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member: m x m systems, for m < J."""
