@@ -18,6 +18,7 @@ SMALL = {
     "toy2d": {},
     "regression": dict(n_samples=40, dim=6, n_test=10),
     "digits_mlp": dict(hidden=[3], n_train=60),
+    "graph_ssl": dict(n_nodes=30, n_labels=5, n_neighbours=5),
 }
 
 

@@ -74,6 +74,13 @@ def loss(sqrt_c, n_classes, noise, x, data):
     return 0.5 * ((out[0] - y) ** 2).sum() / noise + 0.5 * (x**2).sum()
 
 
+def grad(sqrt_c, n_classes, noise, x, data):
+    """Closed form of ``loss``'s gradient: ``A^T (A xi - y) / noise + xi``."""
+    nodes, labels = data
+    residual = _latent(sqrt_c, n_classes, x[None], nodes)[0] - F.one_hot(labels, n_classes).to(x.dtype)
+    return (sqrt_c[nodes].T @ residual).reshape(-1) / noise + x
+
+
 def accuracy(sqrt_c, n_classes, x, data):
     nodes, labels = data
     return (_latent(sqrt_c, n_classes, x[None], nodes)[0].argmax(-1) == labels).to(x.dtype).mean()
@@ -104,7 +111,8 @@ def make_graph_ssl(*, seed: int = 0, dataset: str = "moons", n_nodes: int = 400,
         options=dict(seed=seed, dataset=dataset, n_nodes=len(x), n_labels=n_labels, n_neighbours=n_neighbours,
                      tau=tau, alpha=alpha, noise=noise),
         x0=torch.zeros(len(x) * n_classes, dtype=torch.float64),
-        loss=functools.partial(loss, sqrt_c, n_classes, noise), train_data=train, test_data=test,
+        loss=functools.partial(loss, sqrt_c, n_classes, noise), grad=functools.partial(grad, sqrt_c, n_classes, noise),
+        train_data=train, test_data=test,
         accuracy=functools.partial(accuracy, sqrt_c, n_classes),
         forward_map=functools.partial(forward_map, sqrt_c, n_classes),
         extra=dict(sqrt_c=sqrt_c, n_classes=n_classes, points=x),
