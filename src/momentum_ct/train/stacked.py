@@ -10,7 +10,9 @@ own). A cohort stacks its runs into one method state (``optim.protocol``: tensor
 ``step_size, lam, a``) and advances them in lockstep in the step index ``k``: per ``k``, one
 ``Method.step`` for all active runs, whose gradient requests the oracle answers with one evaluation
 for the whole stack (the problem's stacked network loss differentiated by autograd, else
-``torch.func.vmap`` of the problem's gradient). Runs of different ``h`` have different lengths and
+``torch.func.vmap`` of the problem's gradient); an ensemble method's forward requests (``FORWARD``: EKI) are
+answered by the problem's forward map on the same step's data, for all members of all runs at once. Runs of
+different ``h`` have different lengths and
 recording steps: each keeps its own schedule (``schedule.record_steps``), the runs that record at
 ``k`` have their records (``Method.record``) copied aside, and a run leaves the stack
 (``Method.select``) after its last step. Copied iterates are evaluated (loss, gradient norm,
@@ -69,7 +71,7 @@ def check_forward(method: Method, problem: Problem) -> None:
     """
     if FORWARD in method.needs and problem.forward_map is None:
         raise ConfigError(f"method {method.name!r} needs the model outputs of the problem, and problem "
-                          f"{problem.name!r} has no forward map (problems with one: digits_mlp, regression)")
+                          f"{problem.name!r} has no forward map (problems with one: digits_mlp, regression, graph_ssl)")
 
 
 @dataclass(frozen=True)
