@@ -1,7 +1,8 @@
 """Registry of methods, and a method chosen with its hyperparameters (``MethodSpec``).
 
 The package registers the heavy-ball family (``gd``, ``hb``, ``nag``, ``gd_rescaled`` and the general
-member ``heavy_ball_family`` with look-ahead ``a``); a user's module adds its own with
+member ``heavy_ball_family`` with look-ahead ``a``) and Orr & Leen's annealed on-line methods (``optim.annealed``:
+``annealed_sgd``, ``search_then_converge``, the ``matrix_momentum`` variants); a user's module adds its own with
 ``register_method``. An experiment's ``methods:`` list holds names or ``{name: ..., <hyperparameter>:
 <value>}`` entries; each becomes a ``MethodSpec`` whose ``label`` (``hb``, ``heavy_ball_family(a=0.3)``)
 is the series key and resolves back to the same method and values (``resolve_method``).
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError, unknown_name
+from .annealed import ANNEALED
 from .heavy_ball import FAMILY, HeavyBallFamily, check_hyperparameters
 from .protocol import NAME_PATTERN, Method
 
-METHODS: dict[str, Method] = {m.name: m for m in FAMILY}
+METHODS: dict[str, Method] = {m.name: m for m in FAMILY + ANNEALED}
 
 _LABEL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
 

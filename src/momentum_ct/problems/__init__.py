@@ -9,6 +9,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, unknown_name
 from .base import Data, Problem
 from .digits_mlp import make_digits_mlp
+from .lms import make_lms
 from .quadratic import make_quadratic
 from .regression import make_regression
 from .toy2d import make_toy2d
@@ -18,6 +19,7 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "toy2d": make_toy2d,
     "regression": make_regression,
     "digits_mlp": make_digits_mlp,
+    "lms": make_lms,
 }
 
 
