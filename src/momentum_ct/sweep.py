@@ -14,6 +14,7 @@ from .claims.claim import REQUIREMENTS
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import check_hyperparameters, resolve_method
+from .optim.annealed import AnnealedSGD, MatrixMomentum
 from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
 
@@ -39,6 +40,17 @@ def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
     for h in grid:
         check_hyperparameters(h, lam)
     return tuple(sorted(grid, reverse=True))
+
+
+def seed_list(exp: dict[str, Any]) -> list[int]:
+    """An experiment's seeds: a list as given, or ``{count, start}`` for ``start .. start + count - 1``."""
+    seeds = exp.get("seeds", [0])
+    if isinstance(seeds, dict):
+        start, count = int(seeds.get("start", 0)), int(seeds["count"])
+        if count < 1 or start < 0:
+            raise ConfigError(f"seeds: count must be >= 1 and start >= 0, got {seeds}")
+        return list(range(start, start + count))
+    return [int(s) for s in seeds]
 
 
 def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
@@ -92,6 +104,14 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
         return problem.accuracy is None or not problem.test_data
     if requirement == "rescaled_gd":
         return not any(m.name == "gd_rescaled" for m in methods)
+    if requirement == "late_time_prediction":
+        return problem.hessian is None or "gradient_covariance" not in problem.extra
+    if requirement == "annealed":
+        return not any(isinstance(m.method, AnnealedSGD) for m in methods)
+    if requirement == "momentum_pair":
+        return not (any(m.name == "annealed_sgd" for m in methods) and 0 in exp["lam"] and max(exp["lam"]) > 0)
+    if requirement == "matrix_momentum":
+        return not any(isinstance(m.method, MatrixMomentum) for m in methods)
     return False
 
 
@@ -118,7 +138,11 @@ def validate_config(config: dict[str, Any]) -> None:
             sep = "." if str(err).split(" ")[0].rstrip(":") in options else ": "
             raise ConfigError(f"{where}.problem_options{sep}{err}") from None
         try:
-            problem = make_problem(exp["problem"], seed=int(exp.get("seeds", [0])[0]), **options)
+            seeds = seed_list(exp)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{err}") from None
+        try:
+            problem = make_problem(exp["problem"], seed=seeds[0], **options)
         except ConfigError as err:
             raise ConfigError(f"{where}.problem_options: {err}") from None
         method_labels(exp, where)
@@ -155,7 +179,7 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.h: the finest h with this horizon takes {longest:.3g} steps, above the limit "
                               f"of {bounds['steps_per_run']:.3g} steps per run "
                               "(raise limits.steps_per_run to allow it)")
-        seeds, n_methods = len(exp.get("seeds", [0])), len(methods)
+        seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
         for lam, g in grids.items():
             total_steps += seeds * n_methods * sum(exp["horizon"] * (1.0 - lam) / h for h in g)
@@ -188,7 +212,7 @@ def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
     for name, exp in config["experiments"].items():
         for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
-                for seed in exp.get("seeds", [0]):
+                for seed in seed_list(exp):
                     out.append(SeriesSpec(
                         experiment=name, problem=exp["problem"], method=method, lam=float(lam), seed=int(seed),
                         h=h_grid(exp["h"], lam),
@@ -218,8 +242,12 @@ def shard_table(config: dict[str, Any]) -> pd.DataFrame:
     Series are taken in sweep order within an experiment, so the assignment is deterministic.
     """
     table = sweep_table(config)
-    per_shard = int(config.get("series_per_shard", 8))
-    if per_shard < 1:
-        raise ConfigError(f"series_per_shard must be >= 1, got {per_shard}")
-    table["shard"] = table.groupby("experiment", sort=False).cumcount() // per_shard
+    default = int(config.get("series_per_shard", 8))
+    per_shard = {}
+    for name, exp in config["experiments"].items():
+        per_shard[name] = int(exp.get("series_per_shard", default))
+        if per_shard[name] < 1:
+            where = f"experiments.{name}." if "series_per_shard" in exp else ""
+            raise ConfigError(f"{where}series_per_shard must be >= 1, got {per_shard[name]}")
+    table["shard"] = table.groupby("experiment", sort=False).cumcount() // table["experiment"].map(per_shard)
     return table

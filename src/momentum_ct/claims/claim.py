@@ -28,6 +28,11 @@ REQUIREMENTS = {
     "network": "a network problem (one with held-out test data, e.g. digits_mlp)",
     "test_accuracy": "a classifier's test accuracy (e.g. digits_mlp)",
     "rescaled_gd": "gd_rescaled among the methods (the reference the momentum methods are compared with)",
+    "late_time_prediction": "a problem that states its Hessian and per-sample gradient covariance at w* (e.g. lms)",
+    "annealed": "an annealed on-line method (annealed_sgd or search_then_converge)",
+    "momentum_pair": "annealed_sgd with lam = 0 and some lam > 0 (momentum is compared with plain SGD at "
+                     "h / (1 - lam))",
+    "matrix_momentum": "a matrix momentum method (matrix_momentum, matrix_momentum_exact, ...)",
 }
 
 
@@ -39,6 +44,7 @@ class Quantity:
     or ``above`` (measured >= predicted - band). ``band`` is ``tolerance``, times |predicted| when
     ``relative``. ``regime_limit``: rows whose asymptotic-regime number exceeds it are inconclusive.
     ``min_points``: rows measured from fewer points (an order from fewer h) are inconclusive.
+    ``regime_text``: what the regime number is (the reason of an inconclusive verdict names it).
     """
 
     name: str
@@ -48,6 +54,7 @@ class Quantity:
     relative: bool = False
     regime_limit: float | None = None
     min_points: int = 1
+    regime_text: str = "h L/(1-lam)^2"  # what the regime number is, for the inconclusive verdict's reason
 
     def band(self, predicted: float) -> float:
         return self.tolerance * abs(predicted) if self.relative else self.tolerance
@@ -71,7 +78,7 @@ class Quantity:
         if not math.isfinite(measured):
             return INCONCLUSIVE, "not measured (no finite value)"
         if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
-            return INCONCLUSIVE, (f"outside the asymptotic regime: h L/(1-lam)^2 = {regime:.3g} > "
+            return INCONCLUSIVE, (f"outside the asymptotic regime: {self.regime_text} = {regime:.3g} > "
                                   f"{self.regime_limit:g}")
         if n_points is not None and n_points < self.min_points:
             return INCONCLUSIVE, f"from {n_points} point(s); needs at least {self.min_points}"
