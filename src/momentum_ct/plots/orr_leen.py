@@ -77,3 +77,25 @@ def late_value_vs_rate(inputs: dict[str, Any], output: str, claim: Claim) -> Non
     ax.legend(fontsize=7)
     fig.suptitle(f"{claim.id}: late-time t E|v|^2 against the effective rate", y=1.02)
     save(fig, output)
+
+
+def exponents(inputs: dict[str, Any], output: str, claim: Claim) -> None:
+    """Fitted decay exponents against ``mu_eff`` beside ``min(1, 2 mu_eff lam_min)``."""
+    setup()
+    points = pd.read_csv(inputs["points"])
+    fits = points[(points["kind"] == "exponent") & np.isfinite(points["exponent"])]
+    if fits.empty:
+        empty_panel(output, f"{claim.id}: decay exponents", "no exponent fitted")
+        return
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for (experiment, lam), g in fits.groupby(["experiment", "lam"]):
+        ax.plot(g["mu_eff"], g["exponent"], "o", mfc="none", label=f"{experiment}, beta={lam:g}")
+    for experiment, g in fits.groupby("experiment"):
+        lam_min = float(g["lam_min"].iloc[0])
+        grid = np.geomspace(g["mu_eff"].min() * 0.8, g["mu_eff"].max() * 1.25, 200)
+        ax.plot(grid, np.minimum(1.0, 2 * grid * lam_min), color="black", lw=1)
+        ax.axvline(float(g["mu_crit"].iloc[0]), color="grey", ls=":", lw=1)
+    ax.set(xscale="log", xlabel="effective rate mu_eff", ylabel="decay exponent p (E|v|^2 ~ t^-p)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{claim.id}: decay exponent against the effective rate", y=1.02)
+    save(fig, output)
