@@ -42,6 +42,11 @@ def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
     return tuple(sorted(grid, reverse=True))
 
 
+def steps_of(exp: dict[str, Any], lam: float, h: float) -> float:
+    """Steps of one run: ``samples``, or ``horizon (1 - lam) / h`` (the horizon is in rescaled time)."""
+    return float(exp["samples"]) if "samples" in exp else exp["horizon"] * (1.0 - lam) / h
+
+
 def seed_list(exp: dict[str, Any]) -> list[int]:
     """An experiment's seeds: a list as given, or ``{count, start}`` for ``start .. start + count - 1``."""
     seeds = exp.get("seeds", [0])
@@ -172,9 +177,14 @@ def validate_config(config: dict[str, Any]) -> None:
                 if _unmet(requirement, exp, problem, methods, grids):
                     raise ConfigError(f"{where}.claims: claim {c} needs {REQUIREMENTS[requirement]}; "
                                       f"experiment {name} does not offer it")
-        if exp["horizon"] <= 0:
+        if ("horizon" in exp) == ("samples" in exp):
+            raise ConfigError(f"{where}: give either horizon (rescaled time) or samples (steps), not "
+                              f"{'both' if 'horizon' in exp else 'neither'}")
+        if exp.get("horizon", 1) <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
-        longest = max(exp["horizon"] * (1.0 - lam) / h for lam, g in grids.items() for h in g)
+        if exp.get("samples", 1) < 1:
+            raise ConfigError(f"{where}.samples must be >= 1, got {exp['samples']}")
+        longest = max(steps_of(exp, lam, h) for lam, g in grids.items() for h in g)
         if longest > bounds["steps_per_run"]:
             raise ConfigError(f"{where}.h: the finest h with this horizon takes {longest:.3g} steps, above the limit "
                               f"of {bounds['steps_per_run']:.3g} steps per run "
@@ -182,7 +192,7 @@ def validate_config(config: dict[str, Any]) -> None:
         seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
         for lam, g in grids.items():
-            total_steps += seeds * n_methods * sum(exp["horizon"] * (1.0 - lam) / h for h in g)
+            total_steps += seeds * n_methods * sum(steps_of(exp, lam, h) for h in g)
             total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
         if device == "cuda" and engine not in STACKED_ENGINES:
@@ -216,8 +226,11 @@ def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
                     out.append(SeriesSpec(
                         experiment=name, problem=exp["problem"], method=method, lam=float(lam), seed=int(seed),
                         h=h_grid(exp["h"], lam),
-                        # horizon is in rescaled time tau = t / (1 - lam): the same dynamics for every lam
-                        t_max=float(exp["horizon"]) * (1.0 - float(lam)),
+                        # horizon is in rescaled time tau = t / (1 - lam): the same dynamics for every lam;
+                        # samples fixes the steps instead (t_max is then the longest run's k h)
+                        t_max=(float(exp["horizon"]) * (1.0 - float(lam)) if "samples" not in exp
+                               else float(exp["samples"]) * max(h_grid(exp["h"], lam))),
+                        samples=None if "samples" not in exp else int(exp["samples"]),
                         n_records=int(exp.get("n_records", 200)), dense_steps=int(exp.get("dense_steps", 0)),
                         batch_size=exp.get("batch_size"), engine=exp.get("engine", "functional"),
                         problem_options=dict(exp.get("problem_options", {})),

@@ -7,7 +7,7 @@ figures) names a claim.
 from __future__ import annotations
 
 from ..errors import ConfigError, unknown_name
-from . import k1, k2, k3, k4, o1, o2
+from . import k1, k2, k3, k4, o1, o2, o3
 from .claim import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Figure, Quantity, quantities
 
 BUILTIN: tuple[Claim, ...] = (
@@ -158,6 +158,7 @@ BUILTIN: tuple[Claim, ...] = (
     k4.CLAIM,
     o1.CLAIM,
     o2.CLAIM,
+    o3.CLAIM,
 )
 
 CLAIMS: dict[str, Claim] = {}

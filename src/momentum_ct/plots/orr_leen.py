@@ -99,3 +99,34 @@ def exponents(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     ax.legend(fontsize=7)
     fig.suptitle(f"{claim.id}: decay exponent against the effective rate", y=1.02)
     save(fig, output)
+
+
+def stability(inputs: dict[str, Any], output: str, claim: Claim) -> None:
+    """Late ``t E|v|^2`` over the optimum against ``mu0`` for the matrix momentum variants."""
+    setup()
+    points = pd.read_csv(inputs["points"])
+    late = points[(points["kind"] == "late") & points["panel"].astype(str).str.startswith("matrix momentum")].copy()
+    if late.empty:
+        empty_panel(output, f"{claim.id}: stability", "no matrix momentum group")
+        return
+    optimum = float(late["optimum"].iloc[0])
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for (method, g), marker in zip(late.groupby("method"), "osD^"):
+        g = g.sort_values("h")
+        finite = np.isfinite(g["mean"])
+        half = 1.96 * g["std"] / np.sqrt(g["count"])
+        ax.errorbar(g["h"][finite], g["mean"][finite] / optimum, yerr=half[finite] / optimum, fmt=marker + "-",
+                    ms=4, mfc="none", capsize=2, label=method)
+        if (~finite).any():
+            ax.plot(g["h"][~finite], np.full((~finite).sum(), ax.get_ylim()[1]), "x", color="red", ms=7)
+    lam_max = None
+    rows = pd.read_csv(inputs["fits"]) if "fits" in inputs else None
+    if rows is not None and "instability_mu0" in set(rows["quantity"]):
+        lam_max = 2.0 / float(rows.loc[rows["quantity"] == "instability_mu0", "predicted"].iloc[0])
+    if lam_max:
+        ax.axvline(2.0 / lam_max, color="grey", ls=":", lw=1, label="2/lam_max")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="mu0", ylabel="late t E|v|^2 / s2 tr(H^-1)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{claim.id}: matrix momentum against mu0", y=1.02)
+    save(fig, output)
