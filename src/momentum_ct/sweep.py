@@ -178,8 +178,8 @@ def validate_config(config: dict[str, Any]) -> None:
                     raise ConfigError(f"{where}.claims: claim {c} needs {REQUIREMENTS[requirement]}; "
                                       f"experiment {name} does not offer it")
         if ("horizon" in exp) == ("samples" in exp):
-            raise ConfigError(f"{where}: give either horizon (rescaled time) or samples (steps), not "
-                              f"{'both' if 'horizon' in exp else 'neither'}")
+            raise ConfigError(f"{where}: give horizon (rescaled time) or samples (steps)"
+                              + (", not both" if "horizon" in exp else ""))
         if exp.get("horizon", 1) <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
         if exp.get("samples", 1) < 1:

@@ -87,8 +87,16 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, confidence: f
         curves["mu_eff"] = [effective_rate(m, h, lam) for m, lam, h in zip(curves["method"], curves["lam"], curves["h"])]
         curves["predicted"] = [optimum if is_matrix_momentum(m) else scalar_prediction(problem, mu)
                                for m, mu in zip(curves["method"], curves["mu_eff"])]
+    if not curves.empty:
+        # beside matrix momentum: each scalar method at its best sampled rate (least late-time value)
+        ranked = late.groupby(GROUP)["late"].mean()
+        best = {m: ranked[[k for k in ranked.index if k[0] == m]].idxmin() for m in {k[0] for k in ranked.index}
+                if not is_matrix_momentum(m)}
+        keep = [is_matrix_momentum(m) or (m, lam, h) == best.get(m) for m, lam, h in
+                zip(curves["method"], curves["lam"], curves["h"])]
+        curves = curves[keep]
     samples, errors = batch_cg(problem, int(curves["step"].max()) if not curves.empty else problem.n_train)
-    cg = pd.DataFrame(dict(method="batch_cg", lam=0.0, h=math.nan, step=samples, mean=errors, ci_low=errors,
+    cg = pd.DataFrame(dict(method="batch_cg", lam=0.0, h=0.0, step=samples, mean=errors, ci_low=errors,
                            ci_high=errors, runs=1, diverged=0, panel=_family("batch_cg"), predicted=math.nan))
     late_table = late.groupby(GROUP)["late"].agg(["mean", "std", "count"]).reset_index()
     late_table["panel"] = [_family(m) for m in late_table["method"]]
