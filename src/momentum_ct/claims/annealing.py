@@ -101,8 +101,9 @@ def ensemble_curves(sq: pd.DataFrame, confidence: float) -> pd.DataFrame:
     rows = []
     for key, g in sq.groupby(GROUP + ["step"], sort=True):
         mean, half = mean_ci(g["sq"].to_numpy(), confidence)
-        rows.append(dict(zip(GROUP + ["step"], key), mean=float(mean), ci_low=float(mean - half),
-                         ci_high=float(mean + half), runs=len(g), diverged=int(np.isinf(g["sq"]).sum())))
+        with np.errstate(invalid="ignore"):  # a group with a diverged run: inf - inf
+            rows.append(dict(zip(GROUP + ["step"], key), mean=float(mean), ci_low=float(mean - half),
+                             ci_high=float(mean + half), runs=len(g), diverged=int(np.isinf(g["sq"]).sum())))
     return pd.DataFrame(rows)
 
 
