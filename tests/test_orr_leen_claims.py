@@ -45,10 +45,10 @@ def test_o1_momentum_matches_plain_sgd_at_the_effective_rate():
 
 def test_o2_exponent_below_mu_crit_and_the_best_rate_in_one_dimension():
     rows = measured("O2", problem_options={"eigenvalues": [0.5], "start_distance": 0.3},
-                    methods=[{"name": "annealed_sgd", "t0": 5}], lam=[0.0], h=[0.5, 1.6, 2.0, 2.5],
+                    methods=[{"name": "annealed_sgd", "t0": 1}], lam=[0.0], h=[0.3, 1.6, 2.0, 2.5],
                     seeds={"count": 400}, samples=2000)
-    exponent = rows[(rows["quantity"] == "decay_exponent") & (rows["h_min"] == 0.5)].iloc[0]
-    assert exponent["predicted"] == 0.5 and abs(exponent["measured"] - 0.5) < 0.05, exponent
+    exponent = rows[(rows["quantity"] == "decay_exponent") & (rows["h_min"] == 0.3)].iloc[0]
+    assert exponent["predicted"] == pytest.approx(0.3) and exponent["verdict"] == "supported", exponent
     best = rows[rows["quantity"] == "best_rate"].iloc[0]
     assert best["predicted"] == pytest.approx(2.0, rel=1e-6) and abs(best["measured"] / 2.0 - 1) < 0.15, best
 

@@ -83,7 +83,7 @@ def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
     return labels
 
 
-# Sizes refused unless the config's ``limits`` raise them (config/paper.yaml: 1.8e8 run-steps, the longest run
+# Sizes refused unless the config's ``limits`` raise them (config/paper.yaml: 1.5e9 run-steps, raised there; the longest run
 # 2.1e6 steps, 13 GB of trajectories).
 LIMITS = {"run_steps": 1e9, "steps_per_run": 1e7, "result_gb": 50.0}
 

@@ -28,18 +28,19 @@ from .claim import Claim, Figure, Quantity, quantities
 # The fitted exponent approaches its limit once the corrections have died over the fitted decade: judged where
 # the largest expected relative correction at the window's start is below CORRECTION_LIMIT (``exponent_regime``).
 CORRECTION_LIMIT = 0.05
-REGIME_TEXT = "max(t^-|2 mu_eff lam_min - 1|, mu_eff lam_max/t)/0.05 at the window's start"
+REGIME_TEXT = "max((t0/t)^|2 mu_eff lam_min - 1|, mu_eff lam_max/t)/0.05 at the window's start (t0: clock at step 0)"
 # The fit window: the last decade of recorded steps.
 WINDOW_DECADES = 1.0
 MIN_SEEDS = 100
 
 
-def exponent_regime(t_start: float, mu: float, lam_min: float, lam_max: float) -> float:
+def exponent_regime(t_start: float, t_origin: float, mu: float, lam_min: float, lam_max: float) -> float:
     """The largest relative correction to the limiting power law expected at the start of the fit window, over
-    ``CORRECTION_LIMIT``: the slowest transient ``t^-|2 mu_eff lam_min - 1|`` (at ``mu_crit`` the decay is ``log t / t``,
-    which no finite window tells from ``1/t``) and the annealing's own ``mu_eff lam_max / t``."""
+    ``CORRECTION_LIMIT``: the slowest transient ``(t0 / t)^|2 mu_eff lam_min - 1|`` (``t0`` the clock at step 0, where
+    the noise sum and the start's decay begin; at ``mu_crit`` the decay is ``log t / t``, which no finite window
+    tells from ``1/t``) and the annealing's own ``mu_eff lam_max / t``."""
     gap = abs(2.0 * mu * lam_min - 1.0)
-    return float(max(t_start ** -gap, mu * lam_max / t_start) / CORRECTION_LIMIT)
+    return float(max((t_origin / t_start) ** gap, mu * lam_max / t_start) / CORRECTION_LIMIT)
 
 
 def best_rate_prediction(problem, mu_crit: float) -> float:
@@ -84,7 +85,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, confidence: f
         mean = g["mean"].to_numpy()
         fit = loglog_slope(t[window], mean[window], confidence)
         predicted = subcritical_exponent([lam_min], mu)
-        regime = exponent_regime(float(t[window].min()), mu, lam_min, lam_max)
+        regime = exponent_regime(float(t[window].min()), float(clock(method, h, lam, 0)), mu, lam_min, lam_max)
         diverged = int(g["diverged"].max())
         runs = int(g["runs"].max())
         note = (f"mu_eff = {mu:.4g}, mu_crit = {mu_crit:.4g}, fitted over t in [{t[window].min():.0f}, "
@@ -131,8 +132,8 @@ CLAIM = Claim(
                 "the annealing clock over the last decade of records (t-based interval; neighbouring records are "
                 "correlated, so it is narrow); the vertex of a parabola in log mu_eff through the least late-time "
                 "t E|v|^2 and its two neighbours. Exponents are judged where the expected relative corrections at the "
-                "window's start, t^-|2 mu_eff lam_min - 1| (the slowest transient; at mu_crit the decay is log t/t) "
-                "and mu_eff lam_max/t, are below 5%, and on at least 100 seeds; a minimum at an end "
+                "window's start, (t0/t)^|2 mu_eff lam_min - 1| (the slowest transient, t0 the clock at the start; at "
+                "mu_crit the decay is log t/t) and mu_eff lam_max/t, are below 5%, and on at least 100 seeds; a minimum at an end "
                 "of the sampled rates is inconclusive",
     quantities=quantities(
         Quantity("decay_exponent", "late-time decay exponent p of E|v|^2 ~ t^-p", 0.05, regime_limit=1.0,
