@@ -18,6 +18,7 @@ SMALL = {
     "toy2d": {},
     "regression": dict(n_samples=40, dim=6, n_test=10),
     "digits_mlp": dict(hidden=[3], n_train=60),
+    "lms": dict(eigenvalues=[1.0, 0.5, 0.2], n_inputs=8, n_noise=2),
 }
 
 
