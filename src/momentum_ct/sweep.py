@@ -110,7 +110,8 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
     if requirement == "rescaled_gd":
         return not any(m.name == "gd_rescaled" for m in methods)
     if requirement == "late_time_prediction":
-        return problem.hessian is None or "gradient_covariance" not in problem.extra
+        return ("hessian_at_minimum" not in problem.extra and problem.hessian is None) or \
+            "gradient_covariance" not in problem.extra
     if requirement == "annealed":
         return not any(isinstance(m.method, AnnealedSGD) for m in methods)
     if requirement == "momentum_pair":

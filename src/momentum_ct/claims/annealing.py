@@ -34,15 +34,23 @@ def experiment_problem(specs: dict[tuple, SeriesSpec]) -> tuple[SeriesSpec, Prob
     return spec, make_problem(spec.problem, seed=spec.seed, **spec.problem_options)
 
 
+def hessian_at_minimum(problem: Problem):
+    """The Hessian at ``w*``: a quadratic's constant one (LMS), or the one a network problem computed at its
+    minimum (``extra["hessian_at_minimum"]``); ``None`` where the problem states neither."""
+    return problem.extra.get("hessian_at_minimum", problem.hessian)
+
+
 def hessian_and_noise(problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(H, S)`` at ``w*``: known exactly for LMS (``S = s2 H``); ``None`` where the problem does not state them."""
-    if problem.hessian is None or "gradient_covariance" not in problem.extra:
+    """``(H, S)`` at ``w*``: exact for LMS (``S = s2 H``), computed at ``w*`` for a network; ``None`` where the problem
+    does not state them."""
+    hessian = hessian_at_minimum(problem)
+    if hessian is None or "gradient_covariance" not in problem.extra:
         return None
-    return problem.hessian.numpy(), problem.extra["gradient_covariance"].numpy()
+    return hessian.numpy(), problem.extra["gradient_covariance"].numpy()
 
 
 def eigenvalues(problem: Problem) -> np.ndarray:
-    return np.linalg.eigvalsh(problem.hessian.numpy())
+    return np.linalg.eigvalsh(hessian_at_minimum(problem).numpy())
 
 
 def effective_rate(method_label: str, h: float, lam: float) -> float:

@@ -28,7 +28,8 @@ REQUIREMENTS = {
     "network": "a network problem (one with held-out test data, e.g. digits_mlp)",
     "test_accuracy": "a classifier's test accuracy (e.g. digits_mlp)",
     "rescaled_gd": "gd_rescaled among the methods (the reference the momentum methods are compared with)",
-    "late_time_prediction": "a problem that states its Hessian and per-sample gradient covariance at w* (e.g. lms)",
+    "late_time_prediction": "a problem that states its Hessian and per-sample gradient covariance at w* (lms, "
+                            "digits_late)",
     "annealed": "an annealed on-line method (annealed_sgd or search_then_converge)",
     "momentum_pair": "annealed_sgd with lam = 0 and some lam > 0 (momentum is compared with plain SGD at "
                      "h / (1 - lam))",

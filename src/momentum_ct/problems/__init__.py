@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, unknown_name
 from .base import Data, Problem
+from .digits_late import make_digits_late
 from .digits_mlp import make_digits_mlp
 from .lms import make_lms
 from .quadratic import make_quadratic
@@ -20,6 +21,7 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "regression": make_regression,
     "digits_mlp": make_digits_mlp,
     "lms": make_lms,
+    "digits_late": make_digits_late,
 }
 
 
