@@ -173,7 +173,7 @@ def test_shipped_configs_pass_schema_and_package_checks(path):
 PACKAGE_ERRORS = {
     "unknown_problem": (lambda c: quad(c).update(problem="rosenbrock"),
                         r"experiments\.k1_quadratic\.problem: unknown problem 'rosenbrock'; valid problems: "
-                        r"digits_mlp, lms, quadratic"),
+                        r"digits_late, digits_mlp, lms, quadratic"),
     "unknown_problem_option": (lambda c: quad(c)["problem_options"].update(conditon=5.0),
                                r"experiments\.k1_quadratic\.problem_options: problem 'quadratic' has no option\(s\) "
                                r"conditon; valid options: dim, condition, lipschitz"),
