@@ -124,16 +124,22 @@ def clock(method_label: str, h: float, lam: float, step) -> np.ndarray:
 
 def late_values(sq: pd.DataFrame) -> pd.DataFrame:
     """Per group and seed: ``late`` = mean of ``t |v_t|^2`` (``t`` the annealing clock) over the run's last
-    ``LATE_FRACTION`` of recorded steps (``inf`` for a run that diverged), and ``t_late`` the last step."""
+    ``LATE_FRACTION`` of recorded steps (``inf`` for a run that diverged), ``late_before`` the same over the
+    ``LATE_FRACTION`` before it, and ``t_late`` the last step."""
     out = []
     for key, g in sq.groupby(GROUP, sort=True):
         last = int(g["step"].max())
-        window = g[g["step"] >= (1.0 - LATE_FRACTION) * last]
-        t = clock(key[0], key[2], key[1], window["step"])
-        per_seed = (t * window["sq"]).groupby(window["seed"]).mean()
+        t = clock(key[0], key[2], key[1], g["step"])
+        tv = pd.Series(t * g["sq"].to_numpy(), index=g.index)
+        late = g["step"] >= (1.0 - LATE_FRACTION) * last
+        # the window before: a late value still drifting between the two shows an unfinished transient
+        before = (g["step"] >= (1.0 - 2 * LATE_FRACTION) * last) & ~late
+        per_seed = tv[late].groupby(g["seed"][late]).mean()
+        previous = tv[before].groupby(g["seed"][before]).mean().reindex(per_seed.index)
         out.append(pd.DataFrame(dict(zip(GROUP, key)) | dict(seed=per_seed.index, late=per_seed.to_numpy(),
-                                                                t_late=last)))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=GROUP + ["seed", "late", "t_late"])
+                                                                late_before=previous.to_numpy(), t_late=last)))
+    columns = GROUP + ["seed", "late", "late_before", "t_late"]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
 
 
 def group_row(claim_id: str, spec: SeriesSpec, method: str, lam: float, h: float, quantity: str, predicted: float,

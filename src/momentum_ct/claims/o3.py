@@ -64,7 +64,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, confidence: f
         exact = method.startswith(EXACT)
         quantity = "late_value_exact_hessian" if exact else "late_value_one_sample"
         note = (f"mu0 = {h:.4g}, t = {t:.0f}, {len(values)} seeds" + (f", {diverged} diverged" if diverged else "")
-                + f"; optimum s2 tr(H^-1) = {optimum:.4g}")
+                + f"; the window before: {g['late_before'].mean():.4g}; optimum tr(H^-1 S H^-1) = {optimum:.4g}")
         rows.append(group_row("O3", spec, method, lam, h, quantity, optimum, measured, ci,
                               regime(h, lam_min, lam_max, t), len(values), note))
         if not exact:
@@ -117,7 +117,8 @@ CLAIM = Claim(
     measurement="Monte Carlo over the seeds (one sample per step; H (w_t - w_{t-1}) a Hessian-vector product of the "
                 "step's sample, of the full data for the exact-H reference, or a difference of two gradients of the "
                 "sample): mean of t |w_t - w*|^2 over the last 20% of records, its mean over seeds (normal "
-                "interval). Judged where mu0 lam_max < 2 and t > 20/(mu0 lam_min), on at least 100 seeds. The "
+                "interval; each note gives the mean over the 20% before, where a transient still dying shows). "
+                "Judged where mu0 lam_max < 2 and t > 20/(mu0 lam_min), on at least 100 seeds. The "
                 "instability boundary: geometric mean of the largest stable and the smallest unstable sampled mu0 "
                 "(unstable: a run diverged, or t E|v|^2 above 10 x the optimum). Search-then-converge, scalar annealed "
                 "SGD and batch CG (scipy, one full-data gradient = n_train samples) drawn beside at equal samples",
