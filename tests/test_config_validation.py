@@ -43,6 +43,13 @@ def digits(config):  # the K4 experiment (list of h, Lightning engine)
     return config["experiments"]["k4_digits_full"]
 
 
+def online(**changes) -> dict:
+    """An experiment of Orr & Leen's on-line methods on LMS (claim O1), with ``changes``."""
+    return dict(claims=["O1"], problem="lms", problem_options={"eigenvalues": [1.0, 0.5]},
+                methods=[{"name": "annealed_sgd", "t0": 10}], lam=[0.0, 0.5], seeds={"count": 10}, h=[2.0, 4.0],
+                samples=100, engine="stacked") | changes
+
+
 def rename(d, old, new):
     d[new] = d.pop(old)
 
@@ -59,7 +66,8 @@ MALFORMED = {
                          ["experiments.k1_quadratic.horizon: inf is not a finite number"]),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
                        ["experiments.k1_quadratic.methods", "'adam'",
-                        "valid methods: eki, gd, gd_rescaled, hb, heavy_ball_family, nag"]),
+                        "valid methods: annealed_sgd, eki, gd, gd_rescaled, hb, heavy_ball_family, matrix_momentum, "
+                        "matrix_momentum_difference, matrix_momentum_exact, nag, search_then_converge"]),
     "bad_method_hyperparameter": (lambda c: quad(c).update(methods=["hb", {"name": "heavy_ball_family", "a": 1.5}]),
                                   ["experiments.k1_quadratic.methods", "hyperparameter a must lie in [0, 1), got 1.5",
                                    "valid hyperparameters: a"]),
@@ -165,12 +173,12 @@ def test_shipped_configs_pass_schema_and_package_checks(path):
 PACKAGE_ERRORS = {
     "unknown_problem": (lambda c: quad(c).update(problem="rosenbrock"),
                         r"experiments\.k1_quadratic\.problem: unknown problem 'rosenbrock'; valid problems: "
-                        r"digits_mlp, quadratic"),
+                        r"digits_late, digits_mlp, graph_ssl, lms, quadratic"),
     "unknown_problem_option": (lambda c: quad(c)["problem_options"].update(conditon=5.0),
                                r"experiments\.k1_quadratic\.problem_options: problem 'quadratic' has no option\(s\) "
                                r"conditon; valid options: dim, condition, lipschitz"),
     "unknown_method": (lambda c: quad(c).update(methods=["hb", "adam"]),
-                       r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: eki, gd, gd_rescaled"),
+                       r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: annealed_sgd, eki, gd, gd_rescaled"),
     "unknown_method_hyperparameter": (lambda c: quad(c).update(methods=[{"name": "nag", "b": 0.3}]),
                                       r"experiments\.k1_quadratic\.methods: method 'nag' has no hyperparameter\(s\) b; "
                                       r"valid hyperparameters: none"),
@@ -183,12 +191,12 @@ PACKAGE_ERRORS = {
     "method_hyperparameter_not_a_number": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": True}]),
                                            r"hyperparameter a must be a number, got True"),
     "unknown_method_in_an_entry": (lambda c: quad(c).update(methods=[{"name": "adam", "beta": 0.9}]),
-                                   r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: eki, gd, "),
+                                   r"experiments\.k1_quadratic\.methods: unknown method 'adam'; valid methods: annealed_sgd, eki, gd, "),
     "same_method_twice": (lambda c: quad(c).update(methods=[{"name": "heavy_ball_family", "a": 0.5},
                                                             "heavy_ball_family(a=0.5)"]),
                           r"experiments\.k1_quadratic\.methods: 'heavy_ball_family\(a=0\.5\)' is listed twice"),
     "unknown_claim": (lambda c: quad(c).update(claims=["K9"]),
-                      r"experiments\.k1_quadratic\.claims: unknown claim 'K9'; valid claims: K1"),
+                      r"experiments\.k1_quadratic\.claims: unknown claim 'K9'; valid claims: E1, E2, E3, K1"),
     "lam_one": (lambda c: quad(c).update(lam=[1.0]),
                 r"experiments\.k1_quadratic\.h \(lam=1\.0\): momentum lam must lie in \[0, 1\), got 1\.0"),
     "lam_negative": (lambda c: quad(c).update(lam=[-0.5]), r"experiments\.k1_quadratic\.h \(lam=-0\.5\): momentum"),
@@ -201,6 +209,12 @@ PACKAGE_ERRORS = {
     "empty_h_list": (lambda c: digits(c).update(h=[]), r"experiments\.k4_digits_full\.h .*empty"),
     "zero_horizon": (lambda c: quad(c).update(horizon=0.0), r"experiments\.k1_quadratic\.horizon must be positive"),
     "no_experiments": (lambda c: c.update(experiments={}), r"experiments: the config has no experiments"),
+    "annealed_negative_t0": (lambda c: c["experiments"].update(o=online(methods=[{"name": "annealed_sgd", "t0": -1}])),
+                             r"experiments\.o\.methods: method 'annealed_sgd': hyperparameter t0 must be >= 0"),
+    "o3_without_matrix_momentum": (lambda c: c["experiments"].update(o=online(claims=["O3"])),
+                                   r"experiments\.o\.claims: claim O3 needs a matrix momentum method"),
+    "seed_count_zero": (lambda c: c["experiments"].update(o=online(seeds={"count": 0})),
+                        r"experiments\.o\.seeds: count must be >= 1"),
 }
 
 

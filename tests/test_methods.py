@@ -16,7 +16,7 @@ import torch
 
 from momentum_ct.errors import ConfigError
 from momentum_ct.optim import (
-    HVP, METHODS, Hyperparameter, Method, Oracle, check_hyperparameters, get_method, register_method,
+    FORWARD, HVP, METHODS, Hyperparameter, Method, Oracle, check_hyperparameters, get_method, register_method,
     resolve_method, select_runs, unregister_method,
 )
 from momentum_ct.sweep import expand_series, validate_config
@@ -64,12 +64,18 @@ class NeedsHessian(SearchThenConvergeGD):
     needs = frozenset({"grad", HVP})
 
 
+class NeedsForward(SearchThenConvergeGD):
+    name = "needs_forward_for_tests"
+    needs = frozenset({"grad", FORWARD})
+
+
 @pytest.fixture
 def toy():
     method = register_method(SearchThenConvergeGD())
     yield method
     unregister_method(TOY)
     unregister_method(NeedsHessian.name)
+    unregister_method(NeedsForward.name)
 
 
 def closed_form(problem, steps, *, h, tau):
@@ -168,7 +174,7 @@ def test_hyperparameter_errors_name_the_key_and_the_valid_ones(toy, entry, messa
 
 
 def test_registry_lists_plug_ins_and_refuses_clashes(toy):
-    with pytest.raises(ConfigError, match=rf"unknown method 'adam'; valid methods: .*, nag, {TOY}$"):
+    with pytest.raises(ConfigError, match=rf"unknown method 'adam'; valid methods: .*, nag, search_then_converge, {TOY}$"):
         get_method("adam")
     assert get_method(f"{TOY}(tau=3.0)") is toy and METHODS[TOY] is toy
     with pytest.raises(ConfigError, match=f"method '{TOY}' is already registered"):
@@ -193,18 +199,23 @@ def test_labels_round_trip():
 
 
 def test_engines_refuse_a_method_whose_needs_they_do_not_provide(toy):
+    # the stacked engine serves gradients, Hessian-vector products, one-sample draws and forward evaluations (of
+    # problems with a forward map); the functional engine gradients only
     register_method(NeedsHessian())
+    register_method(NeedsForward())
     problem = small_quadratic()
-    message = r"method 'needs_hessian_for_tests' needs hvp of the problem, which engine '(stacked|functional)' does not"
-    with pytest.raises(ConfigError, match=message):
-        run_many([RunRequest(problem, {"name": NeedsHessian.name, "tau": 1.0}, 0.1, 0.0, 5, np.array([0]))],
+    message = r"method 'needs_{what}_for_tests' needs {need} of the problem, which engine '{engine}' does not"
+    with pytest.raises(ConfigError, match=r"method 'needs_forward_for_tests' needs the model outputs of the problem, "
+                                          r"and problem 'quadratic' has no forward map"):
+        run_many([RunRequest(problem, {"name": NeedsForward.name, "tau": 1.0}, 0.1, 0.0, 5, np.array([0]))],
                  device="cpu")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message.format(what="hessian", need="hvp", engine="functional")):
         run_functional(problem, method=NeedsHessian.name, hyperparameters={"tau": 1.0}, h=0.1, lam=0.0, n_steps=5,
                        record_at=[0])
     config = dict(experiments=dict(e=dict(problem="quadratic", methods=[{"name": NeedsHessian.name, "tau": 1.0}],
-                                          lam=[0.0], h=[0.1], horizon=1.0, engine="stacked")))
-    with pytest.raises(ConfigError, match=r"experiments\.e\.methods: " + message):
+                                          lam=[0.0], h=[0.1], horizon=1.0, engine="functional")))
+    with pytest.raises(ConfigError, match=r"experiments\.e\.methods: " +
+                       message.format(what="hessian", need="hvp", engine="functional")):
         validate_config(config)
     with pytest.raises(NotImplementedError, match="provides no 'hvp'"):
         Oracle().hvp(torch.zeros(1, 2), torch.zeros(1, 2))

@@ -132,7 +132,7 @@ def test_unknown_claim_lists_plugins_too(project, snakemake, tmp_path):
     result = snakemake(["-n", "--snakefile", REPO / "Snakefile", "--configfile", root / "config" / "bad.yaml", "-d",
                         tmp_path], timeout=120, env={"PYTHONPATH": str(root / "src")})
     assert result.returncode != 0
-    assert "experiments.toy.claims: unknown claim 'T9'; valid claims: E1, E2, E3, K1, K2, K3, K4, T1" in result.output
+    assert "experiments.toy.claims: unknown claim 'T9'; valid claims: E1, E2, E3, K1, K2, K3, K4, O1, O2, O3, T1" in result.output
 
 
 def test_workflow_names_no_claim():

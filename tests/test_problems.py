@@ -19,6 +19,8 @@ SMALL = {
     "regression": dict(n_samples=40, dim=6, n_test=10),
     "digits_mlp": dict(hidden=[3], n_train=60),
     "graph_ssl": dict(n_nodes=30, n_labels=5, n_neighbours=5),
+    "lms": dict(eigenvalues=[1.0, 0.5, 0.2], n_inputs=8, n_noise=2),
+    "digits_late": dict(hidden=[2], n_train=100, weight_decay=0.1),
 }
 
 
@@ -33,7 +35,7 @@ def points(problem, n=3, seed=0):
                            for _ in range(n)]
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if n != "digits_mlp"])
+@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if not n.startswith("digits")])
 def test_closed_form_gradient_equals_autograd(name):
     problem = make_problem(name, seed=0, **SMALL[name])
     assert problem.grad is not None, f"{name} is expected to provide a closed-form gradient"
@@ -247,3 +249,18 @@ def test_minibatches_are_seeded_and_cover_each_epoch():
     assert len(set(rows)) == per_epoch * size, "no sample twice within an epoch"
     full = next(problem.minibatches(n, torch.Generator().manual_seed(0)))
     assert full is problem.train_data or all(torch.equal(s, t) for s, t in zip(full, problem.train_data))
+
+
+def test_digits_late_starts_near_a_non_degenerate_minimum():
+    problem = make_problem("digits_late", seed=3, **SMALL["digits_late"])
+    w = problem.minimiser
+    assert float(torch.linalg.vector_norm(problem.full_grad(w))) < 1e-9
+    hessian = torch.autograd.functional.hessian(problem.full_loss, w)
+    torch.testing.assert_close(problem.extra["hessian_at_minimum"], hessian, rtol=1e-9, atol=1e-11)
+    assert float(torch.linalg.eigvalsh(hessian)[0]) > 0.0
+    # S: the covariance of the per-sample gradients (weight decay included) at w*
+    xs, ys = problem.train_data
+    grads = torch.stack([torch.func.grad(problem.loss)(w, (xs[i:i + 1], ys[i:i + 1])) for i in range(len(ys))])
+    torch.testing.assert_close(problem.extra["gradient_covariance"], torch.cov(grads.T, correction=0),
+                               rtol=1e-9, atol=1e-12)
+    assert float(torch.linalg.vector_norm(problem.x0 - w)) == pytest.approx(0.1)

@@ -311,8 +311,9 @@ def test_coefficients_reject_bad_hyperparameters(method, h, lam, match):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: eki, gd, gd_rescaled, hb, heavy_ball_family, "
-                                          r"nag$"):
+    with pytest.raises(ConfigError, match=r"unknown method 'adam'; valid methods: annealed_sgd, eki, gd, gd_rescaled, hb, "
+                                          r"heavy_ball_family, matrix_momentum, matrix_momentum_difference, "
+                                          r"matrix_momentum_exact, nag, search_then_converge$"):
         get_method("adam")
 
 

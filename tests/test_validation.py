@@ -113,7 +113,8 @@ CASES = {
     "missing_methods": (drop("experiments", Q, "methods"), f"experiments.{Q}: 'methods' is a required property"),
     "missing_lam": (drop("experiments", Q, "lam"), f"experiments.{Q}: 'lam' is a required property"),
     "missing_h": (drop("experiments", Q, "h"), f"experiments.{Q}: 'h' is a required property"),
-    "missing_horizon": (drop("experiments", Q, "horizon"), f"experiments.{Q}: 'horizon' is a required property"),
+    "missing_horizon": (drop("experiments", Q, "horizon"),
+                        f"experiments.{Q}: give horizon (rescaled time) or samples (steps)"),
     "problem_unknown": (exp(Q, "problem")("rosenbrock"),
                         f"experiments.{Q}.problem: unknown problem 'rosenbrock'; valid problems:"),
     "problem_a_number": (exp(Q, "problem")(3), f"experiments.{Q}.problem: 3 is not allowed"),
@@ -201,6 +202,55 @@ CASES = {
 if not torch.cuda.is_available():
     CASES["device_cuda_without_gpu"] = (both(exp(Q, "engine")("stacked"), exp(Q, "device")("cuda")),
                                         f"experiments.{Q}.device: 'cuda' was asked for but torch finds no CUDA")
+
+# Orr & Leen's on-line methods and claims, on an experiment added to the CI config
+O = "o_lms"
+ONLINE = dict(claims=["O1"], problem="lms", problem_options={"eigenvalues": [1.0, 0.5]},
+              methods=[{"name": "annealed_sgd", "t0": 10}], lam=[0.0, 0.5], seeds={"count": 10}, h=[2.0, 4.0],
+              samples=100, engine="stacked")
+
+
+def online(**changes):
+    def mutate(config):
+        config["experiments"][O] = copy.deepcopy(ONLINE) | changes
+    return mutate
+
+
+CASES.update({
+    "annealed_negative_t0": (online(methods=[{"name": "annealed_sgd", "t0": -1}]),
+                             f"experiments.{O}.methods: method 'annealed_sgd': hyperparameter t0 must be >= 0, got -1.0"),
+    "search_then_converge_without_tau": (online(methods=["search_then_converge"]),
+                                         f"experiments.{O}.methods: method 'search_then_converge' needs "
+                                         "hyperparameter(s) tau"),
+    "search_then_converge_zero_tau": (online(methods=[{"name": "search_then_converge", "tau": 0}]),
+                                      "hyperparameter tau must be positive, got 0.0"),
+    "matrix_momentum_unknown_hyperparameter": (online(methods=[{"name": "matrix_momentum", "beta": 0.5}]),
+                                               f"experiments.{O}.methods: method 'matrix_momentum' has no "
+                                               "hyperparameter(s) beta; valid hyperparameters: t0"),
+    "online_method_on_the_functional_engine": (online(engine="functional"),
+                                               f"experiments.{O}.methods: method 'annealed_sgd' needs one_sample of "
+                                               "the problem, which engine 'functional' does not provide"),
+    "lms_negative_eigenvalue": (online(problem_options={"eigenvalues": [1.0, -0.5]}),
+                                f"experiments.{O}.problem_options: lms: eigenvalues must be a non-empty list of "
+                                "positive numbers"),
+    "lms_odd_noise_values": (online(problem_options={"n_noise": 3}),
+                             f"experiments.{O}.problem_options: lms: n_noise must be an even number >= 2"),
+    "lms_eigenvalues_not_a_list": (online(problem_options={"eigenvalues": "flat"}),
+                                   f"experiments.{O}.problem_options.eigenvalues: 'flat' is not allowed"),
+    "seed_count_zero": (online(seeds={"count": 0}), f"experiments.{O}.seeds.count: 0 is not allowed"),
+    "seed_count_misspelt": (online(seeds={"cout": 10}), f"experiments.{O}.seeds: unknown key(s) 'cout'"),
+    "samples_zero": (online(samples=0), f"experiments.{O}.samples: 0 is not allowed"),
+    "samples_and_horizon": (online(horizon=10.0), f"experiments.{O}: give horizon (rescaled time) or samples "
+                                                  "(steps), not both"),
+    "experiment_series_per_shard_zero": (online(series_per_shard=0),
+                                         f"experiments.{O}.series_per_shard: 0 is not allowed"),
+    "o1_without_plain_sgd": (online(lam=[0.5]), f"experiments.{O}.claims: claim O1 needs annealed_sgd with lam = 0"),
+    "o1_on_a_problem_without_late_time_values": (
+        online(problem="quadratic", problem_options={"dim": 2}),
+        f"experiments.{O}.claims: claim O1 needs a problem that states its Hessian and per-sample gradient covariance"),
+    "o3_without_matrix_momentum": (online(claims=["O3"]),
+                                   f"experiments.{O}.claims: claim O3 needs a matrix momentum method"),
+})
 
 # defects that only the file's text shows
 TEXT_CASES = {

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 VECTOR_COLUMNS = ("x", "m")
-TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "grad_norm", "x", "m")
+# ``m`` is the heavy-ball family's record, not every method's (``Method.records``: ``x`` always)
+TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "grad_norm", "x")
 
 
 class SchemaError(ValueError):

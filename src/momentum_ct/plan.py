@@ -14,7 +14,6 @@ from .claims.registry import get_claim
 from .optim import resolve_method
 from .provenance import fingerprint, module_of
 from .sweep import recorded_bytes, shard_table
-from .train.schedule import n_steps_for
 from .train.shard import estimate_memory_mb
 
 # Modules each stage starts from (their import closure is the stage's code).
@@ -47,7 +46,7 @@ class Plan:
     def size(self) -> dict[str, Any]:
         """How big the sweep is: series, shards, runs, run-steps, the longest run, trajectory bytes, job memory."""
         specs = list(self.sweep["spec"])
-        steps = [n_steps_for(s.t_max, h) for s in specs for h in s.h]
+        steps = [s.steps_for(h) for s in specs for h in s.h]
         rows = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) for s in specs)
         trajectory_bytes = sum(recorded_bytes(len(s.h) * (s.n_records + 1 + s.dense_steps),
                                               self._problem(s.experiment).dim) for s in specs)

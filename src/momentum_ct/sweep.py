@@ -14,6 +14,7 @@ from .claims.claim import REQUIREMENTS
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import EnsembleKalmanInversion, check_hyperparameters, resolve_method
+from .optim.annealed import AnnealedSGD, MatrixMomentum
 from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
 from .train.stacked import check_forward
@@ -42,6 +43,22 @@ def h_grid(spec: Any, lam: float) -> tuple[float, ...]:
     return tuple(sorted(grid, reverse=True))
 
 
+def steps_of(exp: dict[str, Any], lam: float, h: float) -> float:
+    """Steps of one run: ``samples``, or ``horizon (1 - lam) / h`` (the horizon is in rescaled time)."""
+    return float(exp["samples"]) if "samples" in exp else exp["horizon"] * (1.0 - lam) / h
+
+
+def seed_list(exp: dict[str, Any]) -> list[int]:
+    """An experiment's seeds: a list as given, or ``{count, start}`` for ``start .. start + count - 1``."""
+    seeds = exp.get("seeds", [0])
+    if isinstance(seeds, dict):
+        start, count = int(seeds.get("start", 0)), int(seeds["count"])
+        if count < 1 or start < 0:
+            raise ConfigError(f"seeds: count must be >= 1 and start >= 0, got {seeds}")
+        return list(range(start, start + count))
+    return [int(s) for s in seeds]
+
+
 def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
     """The series labels of an experiment's ``methods`` list, checked.
 
@@ -67,7 +84,7 @@ def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
     return labels
 
 
-# Sizes refused unless the config's ``limits`` raise them (config/paper.yaml: 1.8e8 run-steps, the longest run
+# Sizes refused unless the config's ``limits`` raise them (config/paper.yaml: 1.5e9 run-steps, raised there; the longest run
 # 2.1e6 steps, 13 GB of trajectories).
 LIMITS = {"run_steps": 1e9, "steps_per_run": 1e7, "result_gb": 50.0}
 
@@ -102,6 +119,15 @@ def _unmet(requirement: str, exp: dict[str, Any], problem, methods, grids: dict[
         return exp.get("batch_size") is not None or not all(
             isinstance(m.method, EnsembleKalmanInversion) and m.hyperparameters["adaptive"] == 0
             and m.hyperparameters["perturb"] == 0 for m in methods)
+    if requirement == "late_time_prediction":
+        return ("hessian_at_minimum" not in problem.extra and problem.hessian is None) or \
+            "gradient_covariance" not in problem.extra
+    if requirement == "annealed":
+        return not any(isinstance(m.method, AnnealedSGD) for m in methods)
+    if requirement == "momentum_pair":
+        return not (any(m.name == "annealed_sgd" for m in methods) and 0 in exp["lam"] and max(exp["lam"]) > 0)
+    if requirement == "matrix_momentum":
+        return not any(isinstance(m.method, MatrixMomentum) for m in methods)
     return False
 
 
@@ -128,7 +154,11 @@ def validate_config(config: dict[str, Any]) -> None:
             sep = "." if str(err).split(" ")[0].rstrip(":") in options else ": "
             raise ConfigError(f"{where}.problem_options{sep}{err}") from None
         try:
-            problem = make_problem(exp["problem"], seed=int(exp.get("seeds", [0])[0]), **options)
+            seeds = seed_list(exp)
+        except ConfigError as err:
+            raise ConfigError(f"{where}.{err}") from None
+        try:
+            problem = make_problem(exp["problem"], seed=seeds[0], **options)
         except ConfigError as err:
             raise ConfigError(f"{where}.problem_options: {err}") from None
         method_labels(exp, where)
@@ -163,17 +193,22 @@ def validate_config(config: dict[str, Any]) -> None:
                 if _unmet(requirement, exp, problem, methods, grids):
                     raise ConfigError(f"{where}.claims: claim {c} needs {REQUIREMENTS[requirement]}; "
                                       f"experiment {name} does not offer it")
-        if exp["horizon"] <= 0:
+        if ("horizon" in exp) == ("samples" in exp):
+            raise ConfigError(f"{where}: give horizon (rescaled time) or samples (steps)"
+                              + (", not both" if "horizon" in exp else ""))
+        if exp.get("horizon", 1) <= 0:
             raise ConfigError(f"{where}.horizon must be positive, got {exp['horizon']}")
-        longest = max(exp["horizon"] * (1.0 - lam) / h for lam, g in grids.items() for h in g)
+        if exp.get("samples", 1) < 1:
+            raise ConfigError(f"{where}.samples must be >= 1, got {exp['samples']}")
+        longest = max(steps_of(exp, lam, h) for lam, g in grids.items() for h in g)
         if longest > bounds["steps_per_run"]:
             raise ConfigError(f"{where}.h: the finest h with this horizon takes {longest:.3g} steps, above the limit "
                               f"of {bounds['steps_per_run']:.3g} steps per run "
                               "(raise limits.steps_per_run to allow it)")
-        seeds, n_methods = len(exp.get("seeds", [0])), len(methods)
+        seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
         for lam, g in grids.items():
-            total_steps += seeds * n_methods * sum(exp["horizon"] * (1.0 - lam) / h for h in g)
+            total_steps += seeds * n_methods * sum(steps_of(exp, lam, h) for h in g)
             total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
         if device == "cuda" and engine not in STACKED_ENGINES:
@@ -203,12 +238,15 @@ def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
     for name, exp in config["experiments"].items():
         for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
-                for seed in exp.get("seeds", [0]):
+                for seed in seed_list(exp):
                     out.append(SeriesSpec(
                         experiment=name, problem=exp["problem"], method=method, lam=float(lam), seed=int(seed),
                         h=h_grid(exp["h"], lam),
-                        # horizon is in rescaled time tau = t / (1 - lam): the same dynamics for every lam
-                        t_max=float(exp["horizon"]) * (1.0 - float(lam)),
+                        # horizon is in rescaled time tau = t / (1 - lam): the same dynamics for every lam;
+                        # samples fixes the steps instead (t_max is then the longest run's k h)
+                        t_max=(float(exp["horizon"]) * (1.0 - float(lam)) if "samples" not in exp
+                               else float(exp["samples"]) * max(h_grid(exp["h"], lam))),
+                        samples=None if "samples" not in exp else int(exp["samples"]),
                         n_records=int(exp.get("n_records", 200)), dense_steps=int(exp.get("dense_steps", 0)),
                         batch_size=exp.get("batch_size"), engine=exp.get("engine", "functional"),
                         problem_options=dict(exp.get("problem_options", {})),
@@ -233,8 +271,12 @@ def shard_table(config: dict[str, Any]) -> pd.DataFrame:
     Series are taken in sweep order within an experiment, so the assignment is deterministic.
     """
     table = sweep_table(config)
-    per_shard = int(config.get("series_per_shard", 8))
-    if per_shard < 1:
-        raise ConfigError(f"series_per_shard must be >= 1, got {per_shard}")
-    table["shard"] = table.groupby("experiment", sort=False).cumcount() // per_shard
+    default = int(config.get("series_per_shard", 8))
+    per_shard = {}
+    for name, exp in config["experiments"].items():
+        per_shard[name] = int(exp.get("series_per_shard", default))
+        if per_shard[name] < 1:
+            where = f"experiments.{name}." if "series_per_shard" in exp else ""
+            raise ConfigError(f"{where}series_per_shard must be >= 1, got {per_shard[name]}")
+    table["shard"] = table.groupby("experiment", sort=False).cumcount() // table["experiment"].map(per_shard)
     return table

@@ -32,6 +32,12 @@ REQUIREMENTS = {
     "sgd_and_ensemble": "gd (the SGD reference) and at least one ensemble method (eki) among the methods",
     "fixed_step_ensemble": "only ensemble methods (eki) at a fixed step (adaptive 0) without perturbed "
                            "observations (perturb 0), on the full training set (batch_size null)",
+    "late_time_prediction": "a problem that states its Hessian and per-sample gradient covariance at w* (lms, "
+                            "digits_late)",
+    "annealed": "an annealed on-line method (annealed_sgd or search_then_converge)",
+    "momentum_pair": "annealed_sgd with lam = 0 and some lam > 0 (momentum is compared with plain SGD at "
+                     "h / (1 - lam))",
+    "matrix_momentum": "a matrix momentum method (matrix_momentum, matrix_momentum_exact, ...)",
 }
 
 
@@ -43,6 +49,7 @@ class Quantity:
     or ``above`` (measured >= predicted - band). ``band`` is ``tolerance``, times |predicted| when
     ``relative``. ``regime_limit``: rows whose asymptotic-regime number exceeds it are inconclusive.
     ``min_points``: rows measured from fewer points (an order from fewer h) are inconclusive.
+    ``regime_text``: what the regime number is (the reason of an inconclusive verdict names it).
     """
 
     name: str
@@ -52,6 +59,7 @@ class Quantity:
     relative: bool = False
     regime_limit: float | None = None
     min_points: int = 1
+    regime_text: str = "h L/(1-lam)^2"  # what the regime number is, for the inconclusive verdict's reason
 
     def band(self, predicted: float) -> float:
         return self.tolerance * abs(predicted) if self.relative else self.tolerance
@@ -75,7 +83,7 @@ class Quantity:
         if not math.isfinite(measured):
             return INCONCLUSIVE, "not measured (no finite value)"
         if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
-            return INCONCLUSIVE, (f"outside the asymptotic regime: h L/(1-lam)^2 = {regime:.3g} > "
+            return INCONCLUSIVE, (f"outside the asymptotic regime: {self.regime_text} = {regime:.3g} > "
                                   f"{self.regime_limit:g}")
         if n_points is not None and n_points < self.min_points:
             return INCONCLUSIVE, f"from {n_points} point(s); needs at least {self.min_points}"

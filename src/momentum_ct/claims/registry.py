@@ -7,7 +7,7 @@ figures) names a claim.
 from __future__ import annotations
 
 from ..errors import ConfigError, unknown_name
-from . import e1, e2, e3, k1, k2, k3, k4
+from . import e1, e2, e3, k1, k2, k3, k4, o1, o2, o3
 from .claim import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, Claim, Figure, Quantity, quantities
 
 BUILTIN: tuple[Claim, ...] = (
@@ -159,6 +159,9 @@ BUILTIN: tuple[Claim, ...] = (
     e1.CLAIM,
     e2.CLAIM,
     e3.CLAIM,
+    o1.CLAIM,
+    o2.CLAIM,
+    o3.CLAIM,
 )
 
 CLAIMS: dict[str, Claim] = {}

@@ -1,7 +1,9 @@
 """Registry of methods, and a method chosen with its hyperparameters (``MethodSpec``).
 
 The package registers the heavy-ball family (``gd``, ``hb``, ``nag``, ``gd_rescaled`` and the general
-member ``heavy_ball_family`` with look-ahead ``a``) and ensemble Kalman inversion (``eki``); a user's module adds its own with
+member ``heavy_ball_family`` with look-ahead ``a``), Orr & Leen's annealed on-line methods (``optim.annealed``:
+``annealed_sgd``, ``search_then_converge``, the ``matrix_momentum`` variants) and ensemble Kalman inversion
+(``eki``); a user's module adds its own with
 ``register_method``. An experiment's ``methods:`` list holds names or ``{name: ..., <hyperparameter>:
 <value>}`` entries; each becomes a ``MethodSpec`` whose ``label`` (``hb``, ``heavy_ball_family(a=0.3)``)
 is the series key and resolves back to the same method and values (``resolve_method``).
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError, unknown_name
+from .annealed import ANNEALED
 from .eki import EKI
 from .heavy_ball import FAMILY, HeavyBallFamily, check_hyperparameters
 from .protocol import NAME_PATTERN, Method
 
-METHODS: dict[str, Method] = {m.name: m for m in (*FAMILY, EKI)}
+METHODS: dict[str, Method] = {m.name: m for m in (*FAMILY, *ANNEALED, EKI)}
 
 _LABEL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
 

@@ -40,9 +40,8 @@ from ..errors import ConfigError
 
 State = dict[str, "Tensor | np.ndarray"]
 
-# Oracle capabilities. GRAD is served by every engine, FORWARD by the stacked engine (for problems with a forward
-# map); the others are named so that a method can declare them and be refused with a clear message until an engine
-# serves them.
+# Oracle capabilities. The stacked engine serves GRAD, HVP, ONE_SAMPLE and FORWARD (for problems with a forward
+# map), the functional engine GRAD; an engine refuses, before any step, a method whose needs it does not serve.
 GRAD = "grad"  # gradient of the step's loss at given points (one row per run)
 HVP = "hvp"  # Hessian-vector product of the step's loss (on-line matrix momentum)
 FORWARD = "forward"  # model outputs on the step's inputs, no derivative (ensemble Kalman inversion)
@@ -77,8 +76,9 @@ class Oracle:
         """Gradient of the step's loss at each run's point (``runs x dim``)."""
         raise self._missing(GRAD)
 
-    def hvp(self, points: Tensor, vectors: Tensor) -> Tensor:
-        """Hessian of the step's loss at each run's point times that run's vector (``runs x dim``)."""
+    def hvp(self, points: Tensor, vectors: Tensor, *, full: bool = False) -> Tensor:
+        """Hessian of the step's loss at each run's point times that run's vector (``runs x dim``); ``full``: of
+        the loss on the full training data instead (an exact-curvature reference for on-line methods)."""
         raise self._missing(HVP)
 
     def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,7 @@ from .style import empty_panel, log_axes, method_order, save, setup
 def curves(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     """Loss and test accuracy against t/(1-lam) for the smallest and largest h of each experiment."""
     setup()
-    data = pd.concat([read_trajectory(p).drop(columns=["x", "m"]) for p in inputs["trajectories"]],
+    data = pd.concat([read_trajectory(p).drop(columns=["x", "m"], errors="ignore") for p in inputs["trajectories"]],
                      ignore_index=True)
     data["tau"] = data["t"] / (1.0 - data["lam"])
     hs = sorted(data["h"].unique())

@@ -8,8 +8,10 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, unknown_name
 from .base import Data, Problem
+from .digits_late import make_digits_late
 from .digits_mlp import make_digits_mlp
 from .graph_ssl import make_graph_ssl
+from .lms import make_lms
 from .quadratic import make_quadratic
 from .regression import make_regression
 from .toy2d import make_toy2d
@@ -20,6 +22,8 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "regression": make_regression,
     "digits_mlp": make_digits_mlp,
     "graph_ssl": make_graph_ssl,
+    "lms": make_lms,
+    "digits_late": make_digits_late,
 }
 
 

@@ -57,6 +57,11 @@ class SeriesSpec:
     problem_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"  # float32 only for curves (K4), never for orders
     device: str = "auto"  # stacked engine: auto (CUDA where present), cpu or cuda; the others run on the CPU
+    samples: int | None = None  # steps of every run whatever its h (on-line methods' clock), else t_max / h
+
+    def steps_for(self, h: float) -> int:
+        """Steps of the run with learning rate ``h``: ``samples`` where set, else enough to reach ``t_max``."""
+        return int(self.samples) if self.samples is not None else n_steps_for(self.t_max, h)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,7 +113,7 @@ def series_runs(spec: SeriesSpec) -> list[dict[str, Any]]:
     method = resolve_method(spec.method)
     out = []
     for h in spec.h:
-        n_steps = n_steps_for(spec.t_max, h)
+        n_steps = spec.steps_for(h)
         out.append(dict(h=h, method=method, columns=method.columns(h, spec.lam), n_steps=n_steps,
                         record_at=record_steps(n_steps, spec.n_records, spec.dense_steps)))
     return out

@@ -31,6 +31,15 @@ recorded at the step where it diverged, exactly as ``TrajectoryRecorder.mark_div
 and leaves the stack at once, so no non-finite number ever meets another run. Mini-batch runs draw the same seeded index
 sequence as the single-run engines (``Problem.minibatch_indices``), one stream per seed.
 
+On-line methods (``needs`` has ``ONE_SAMPLE``: annealed SGD, matrix momentum) draw instead, per run and step, one
+training index (``batch_size`` of them where the run has one) uniformly with replacement from the run's seed's own
+stream (``OnlineSamples``): the draws of a seed do not depend on which other runs share its stack, and runs of one
+seed with different methods see the same samples (common random numbers, which shrink the variance of a
+comparison between methods). Seeds are then the Monte Carlo's independent runs: an expectation such as
+``E|w - w*|^2`` is a mean over the rows of one stack. The oracle also serves Hessian-vector products of the
+step's loss (``HVP``, forward-over-reverse through ``torch.func`` or a closed form; never a Hessian) and, for an
+exact-curvature reference, of the full training loss.
+
 Device and dtype: one code path; ``device="auto"`` is CUDA where present, else the CPU. Float64
 is the default (the orders of convergence need it); float32 is allowed for curves (K4), and the
 dtype is written to the metadata.
@@ -45,7 +54,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..optim import FORWARD, GRAD, Method, Oracle, check_needs, resolve_method
+from ..optim import FORWARD, GRAD, HVP, ONE_SAMPLE, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
 from .progress import Progress
 from .recorder import TrajectoryRecorder
@@ -60,7 +69,7 @@ PENDING_ELEMENTS = 2**23
 
 
 # What the stacked engine's oracle serves (FORWARD for problems with a forward map: ``check_forward``).
-PROVIDES = frozenset({GRAD, FORWARD})
+PROVIDES = frozenset({GRAD, HVP, ONE_SAMPLE, FORWARD})
 
 
 def check_forward(method: Method, problem: Problem) -> None:
@@ -72,6 +81,10 @@ def check_forward(method: Method, problem: Problem) -> None:
     if FORWARD in method.needs and problem.forward_map is None:
         raise ConfigError(f"method {method.name!r} needs the model outputs of the problem, and problem "
                           f"{problem.name!r} has no forward map (problems with one: digits_mlp, regression, graph_ssl)")
+
+
+# On-line draws are made for this many steps at a time (one generator call per seed per block, not per step).
+SAMPLE_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,7 @@ class _Evaluator:
 
     def __init__(self, problem: Problem, chunk_runs: int):
         self.problem, self.chunk_runs = problem, chunk_runs
+        self._hvps: dict[bool, Callable] = {}
         self.stacked = problem.stacked_loss
         if self.stacked is None:
             grad_fn = problem.grad if problem.grad is not None else torch.func.grad(problem.loss)
@@ -259,6 +273,36 @@ class _Evaluator:
         return [(xs[i:i + size], tuple(t[i:i + size] for t in data) if per_run else data)
                 for i in range(0, xs.shape[0], size)]
 
+    def hvp(self, xs: Tensor, vs: Tensor, data, per_run: bool = False) -> Tensor:
+        """Per run, the Hessian of the loss on ``data`` at ``xs[i]`` times ``vs[i]``: a closed form where the problem
+        has one, else forward-over-reverse (``jvp`` of the gradient, vmapped), or for a stacked network loss
+        reverse-over-reverse autograd (each run's loss depends on its own row only). O(dim) memory per run."""
+        if self.stacked is None:
+            if per_run not in self._hvps:
+                self._hvps[per_run] = torch.func.vmap(self._hvp_one, in_dims=(0, 0, 0 if per_run else None))
+            fn = self._hvps[per_run]
+        else:
+            fn = lambda x, v, d: self._stacked_hvp(x, v, d, per_run)
+        if self.chunk_runs <= 0 or xs.shape[0] <= self.chunk_runs:
+            return fn(xs, vs, data)
+        return torch.cat([fn(xs[i:i + self.chunk_runs], vs[i:i + self.chunk_runs],
+                             tuple(t[i:i + self.chunk_runs] for t in data) if per_run else data)
+                          for i in range(0, xs.shape[0], self.chunk_runs)])
+
+    def _hvp_one(self, x: Tensor, v: Tensor, data) -> Tensor:
+        p = self.problem
+        if p.hessian_vector is not None:
+            return p.hessian_vector(x, v, data)
+        grad_fn = p.grad if p.grad is not None else torch.func.grad(p.loss)
+        return torch.func.jvp(lambda y: grad_fn(y, data), (x,), (v,))[1]
+
+    def _stacked_hvp(self, xs: Tensor, vs: Tensor, data, per_run: bool) -> Tensor:
+        with torch.enable_grad():
+            xs = xs.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.stacked(xs, data, per_run).sum(), xs, create_graph=True)
+            (hv,) = torch.autograd.grad((grad * vs).sum(), xs)
+        return hv.detach()
+
     def metrics(self, xs: Tensor) -> dict[str, Tensor]:
         """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, in that order
         (the order of ``Problem.evaluate`` followed by the gradient norm, as ``TrajectoryRecorder.record``)."""
@@ -275,7 +319,8 @@ class _Evaluator:
 
 
 class _StackOracle(Oracle):
-    """The gradient, or the forward map, of a cohort's problem on the step's data, for the whole stack at once."""
+    """The gradient, Hessian-vector products or forward map of a cohort's problem on the step's data, for the whole
+    stack at once."""
 
     provides = PROVIDES
 
@@ -287,6 +332,40 @@ class _StackOracle(Oracle):
 
     def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
         return self.evaluator.forward(points, self.data, self.per_run)
+
+    def hvp(self, points: Tensor, vectors: Tensor, *, full: bool = False) -> Tensor:
+        problem = self.evaluator.problem
+        if not full:
+            return self.evaluator.hvp(points, vectors, self.data, self.per_run)
+        if problem.hessian is not None:  # a quadratic's constant Hessian (symmetric): one product for the stack
+            return vectors @ problem.hessian
+        return self.evaluator.hvp(points, vectors, problem.train_data, False)
+
+
+class OnlineSamples:
+    """Training indices for on-line methods: per seed an endless stream of ``per_step`` indices per step, drawn
+    uniformly with replacement by the seed's own generator, ``SAMPLE_BLOCK`` steps per call.
+
+    A seed's stream depends on the seed only (not on the other runs of the stack): every seed still in use draws
+    its next block when ``k`` enters it, and a seed that leaves never returns (runs only leave a stack).
+    """
+
+    def __init__(self, n_train: int, per_step: int, seeds: np.ndarray, block: int = SAMPLE_BLOCK):
+        if n_train < 1:
+            raise ValueError("an on-line method needs training data to draw samples from")
+        self.n_train, self.per_step, self.block = n_train, per_step, block
+        self.generators = {int(s): torch.Generator().manual_seed(int(s)) for s in np.unique(seeds)}
+        self.block_index, self.seeds, self.table = -1, np.array([], dtype=np.int64), None
+
+    def indices(self, k: int, seeds: np.ndarray) -> Tensor:
+        """``(len(seeds), per_step)`` indices of step ``k`` for runs of the given seeds (steps in increasing order)."""
+        if k // self.block != self.block_index:
+            self.block_index = k // self.block
+            self.seeds = np.unique(seeds)
+            self.table = torch.stack([torch.randint(self.n_train, (self.block, self.per_step),
+                                                    generator=self.generators[int(s)]) for s in self.seeds])
+        rows = torch.as_tensor(np.searchsorted(self.seeds, seeds))
+        return self.table[rows, k % self.block]
 
 
 class _Cohort:
@@ -324,7 +403,9 @@ class _Cohort:
         self.pending: list[tuple[int, np.ndarray, dict[str, Tensor]]] = []
         self.pending_elements = 0
         self.streams = {}
-        if self.batch_size is not None:
+        self.online = (OnlineSamples(self.problem.n_train, self.batch_size or 1, self.seeds)
+                       if ONE_SAMPLE in self.method.needs else None)
+        if self.batch_size is not None and self.online is None:
             for s in sorted(set(self.seeds.tolist())):
                 self.streams[s] = self.problem.minibatch_indices(self.batch_size, torch.Generator().manual_seed(s))
 
@@ -343,7 +424,7 @@ class _Cohort:
         self._flush()
 
     def _step(self, k: int) -> None:
-        data, per_run = self._data()
+        data, per_run = self._data(k)
         self.state = self.method.step(self.state, k, _StackOracle(self.evaluator, data, per_run))
         self._report(steps=self.active.size, iterations=1)
         bad = _diverged(self.method.iterate(self.state), self.thresholds)
@@ -356,9 +437,12 @@ class _Cohort:
             self._remove(bad_np)
             self._report(runs=len(where), diverged=len(where))
 
-    def _data(self):
-        """The data of the current step: shared by all active runs, or per run (mini-batches of several seeds)."""
+    def _data(self, k: int):
+        """The data of step ``k``: shared by all active runs, or per run (mini-batches of several seeds, on-line draws)."""
         train = self.problem.train_data
+        if self.online is not None:
+            idx = self.online.indices(k, self.seeds[self.active]).to(self.device)
+            return tuple(t[idx] for t in train), True
         if not self.streams:
             return train, False
         seeds = sorted(set(self.seeds[self.active].tolist()))
