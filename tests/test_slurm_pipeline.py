@@ -14,7 +14,10 @@ by the ``runs`` fixture, because much of a cluster run is waiting for the next s
   Only this stage, to keep the module's run time down: the stages after it run exactly as in
   ``cluster``;
 * ``memory``: one training job whose first attempt is given too little memory (a test-only
-  ``--set-resources``); SLURM kills it, Snakemake says so and retries it with more.
+  ``--set-resources``); SLURM kills it, Snakemake says so and retries it with more;
+* ``timeout``: one training job that outlasts its time limit of one minute (a test-only problem whose
+  first gradient waits, tests/plugins/slow_start.py); SLURM ends it, Snakemake says so and retries it
+  with a longer limit.
 
 Outputs of the cluster runs must equal the local reference byte for byte: every job sets torch to
 the rule's thread count (1) on both sides, so the floating-point operations are the same.
@@ -48,7 +51,7 @@ TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 # Hard limit of one Snakemake run (seconds).  The four runs together took 5.5 to 7.5 minutes on a
 # busy 2-core machine, the whole-pipeline run on the cluster being the longest.
-RUN_LIMIT = 720
+RUN_LIMIT = 900
 
 # What a cluster user adds to the profile (README): account and partition of the site.
 ACCOUNT = "momentumct"
@@ -67,6 +70,24 @@ TEST_ONLY_ARGS = [
 # and the training process, about 0.8 GB together), three times that on the retry.
 MEMORY_TARGET = "results/runs/experiment~k1_quadratic/shard~0/trajectory.parquet"
 MEMORY_RESOURCES = "train_shard:mem_mb=700*3**(attempt-1)"
+
+# The time-limit test: one training job of a one-experiment config whose problem waits 110 s before its
+# first gradient; one minute on the first attempt, three on the retry.
+SLOW_PLUGIN = REPO / "tests" / "plugins" / "slow_start.py"
+TIMEOUT_TARGET = "results/runs/experiment~slow/shard~0/trajectory.parquet"
+TIMEOUT_RESOURCES = "train_shard:runtime=1+2*(attempt-1)"
+
+
+def slow_config(path: Path) -> Path:
+    settings = {k: v for k, v in yaml.safe_load(TEST_CONFIG.read_text()).items() if k != "experiments"}
+    path.write_text(yaml.safe_dump({
+        **settings,
+        "plugins": [str(SLOW_PLUGIN)],
+        "experiments": {"slow": {
+            "claims": ["K1"], "problem": "slow_start", "methods": ["hb"], "lam": [0.5], "seeds": [0],
+            "h": {"start": 0.1, "halvings": 2}, "horizon": 1.0, "n_records": 10}},
+    }))
+    return path
 
 
 def pipeline_args(workdir: Path) -> list[str]:
@@ -159,14 +180,19 @@ def runs(cluster, ci_run, tmp_path_factory):
     canceller.start()
     memory = Background("memory", [*cluster_args(base / "memory", *SITE_ARGS), "--set-resources",
                                    MEMORY_RESOURCES, "--", MEMORY_TARGET], base / "memory", env)
-    all_runs = dict(cluster=on_cluster, cancelled=cancelled, memory=memory, canceller=canceller)
+    timeout_args = ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(slow_config(base / "slow.yaml")),
+                    "-d", str(base / "timeout"), "--workflow-profile", str(PROFILE), *SITE_ARGS, *TEST_ONLY_ARGS,
+                    "--set-resources", TIMEOUT_RESOURCES, "--", TIMEOUT_TARGET]
+    timeout = Background("timeout", timeout_args, base / "timeout", env)
+    background = (on_cluster, cancelled, memory, timeout)
+    all_runs = dict(cluster=on_cluster, cancelled=cancelled, memory=memory, timeout=timeout, canceller=canceller)
     try:
         yield all_runs
     finally:
-        for r in (on_cluster, cancelled, memory):
+        for r in background:
             r.result()  # waits for the rest, kills the process group at its deadline
         canceller.join(timeout=5)
-        times = ", ".join(f"{r.name} {r.seconds:.0f}s" for r in (on_cluster, cancelled, memory))
+        times = ", ".join(f"{r.name} {r.seconds:.0f}s" for r in background)
         print(f"\npipeline runs ({time.monotonic() - started:.0f}s in all): {times}")
 
 
@@ -270,6 +296,30 @@ def test_memory_overrun_is_reported_and_retried_with_more(runs, reference, clust
     assert re.search(r"mem_mb=2100\b", out[restart:]) and "1 of 1 steps (100%) done" in out[restart:]
     produced = run.workdir / MEMORY_TARGET
     assert produced.read_bytes() == reference[MEMORY_TARGET.removeprefix("results/")].read_bytes()
+
+
+@pytest.mark.slurm
+def test_time_limit_overrun_is_reported_and_retried_with_more_time(runs, cluster):
+    run = runs["timeout"]
+    result = run.result()
+    assert result.returncode == 0, run.describe(cluster)
+    first, second = slurm_logs(run.workdir, "sweep")
+    # SLURM ended the first attempt at its time limit ...
+    assert "DUE TO TIME LIMIT" in first.read_text(errors="replace")
+    assert "DUE TO TIME LIMIT" not in second.read_text(errors="replace")
+    assert cluster.job_states()[first.stem] == "TIMEOUT"
+    # ... Snakemake's output says which job failed, where its log is, and why ...
+    out = result.output
+    failure = out.index("Error in group sweep")
+    assert str(first) in out[failure:]
+    assert "rule train_shard" in out[failure:] and TIMEOUT_TARGET in out[failure:]
+    assert "DUE TO TIME LIMIT" in out[failure:]
+    # ... and the retry asked for three minutes and finished the job.
+    restart = out.index("Trying to restart job", failure)
+    assert re.search(r"runtime=3\b", out[restart:]) and "1 of 1 steps (100%) done" in out[restart:]
+    assert cluster.job_states()[second.stem] == "COMPLETED"
+    meta = yaml.safe_load((run.workdir / TIMEOUT_TARGET).with_name("meta.json").read_text())
+    assert [r["diverged"] for series in meta["series"] for r in series["runs"]] == [False, False, False]
 
 
 # --- the profile itself (no cluster needed) --------------------------------------------------------
