@@ -13,6 +13,18 @@ from .base import Problem
 MAX_ENTRIES = 10**8
 
 
+def least_squares_loss(w, data):
+    """``|X w - y|^2 / (2n)`` on the data's samples ``(X, y)``."""
+    xs, ys = data
+    return 0.5 * torch.mean((xs @ w - ys) ** 2)
+
+
+def least_squares_grad(w, data):
+    """Its gradient ``X^T (X w - y) / n``."""
+    xs, ys = data
+    return xs.T @ (xs @ w - ys) / xs.shape[0]
+
+
 def linear_forward_map(ws, data, per_run: bool = False):
     """``G(w) = X w`` on the data's samples for a stack of points, and ``y`` the targets: with noise covariance
     ``Gamma = n I`` the misfit ``|y - G(w)|^2_Gamma / 2`` is the loss ``f``."""
@@ -41,18 +53,10 @@ def make_regression(*, seed: int = 0, n_samples: int = 200, dim: int = 10, noise
 
     train, test = sample(n_samples), sample(n_test)
 
-    def loss(w, data):
-        xs, ys = data
-        return 0.5 * torch.mean((xs @ w - ys) ** 2)
-
-    def grad(w, data):
-        xs, ys = data
-        return xs.T @ (xs @ w - ys) / xs.shape[0]
-
     xs = train[0]
     return Problem(
         name="regression", options=dict(seed=seed, n_samples=n_samples, dim=dim, noise=noise, n_test=n_test),
-        x0=torch.zeros(dim, dtype=torch.float64), loss=loss, grad=grad, train_data=train, test_data=test,
+        x0=torch.zeros(dim, dtype=torch.float64), loss=least_squares_loss, grad=least_squares_grad, train_data=train, test_data=test,
         hessian=xs.T @ xs / n_samples, minimiser=torch.linalg.lstsq(xs, train[1]).solution,
         forward_map=linear_forward_map,
     )
