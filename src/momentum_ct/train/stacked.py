@@ -261,17 +261,10 @@ class _Evaluator:
         if per_run:  # each run's data serves its n points
             data = tuple(t.repeat_interleave(n, dim=0) for t in data)
         # points cost what runs cost in the loss: the same chunks keep activations in cache
-        parts = [self.problem.forward_map(x, d, per_run)
-                 for x, d in self._chunks_of(flat, data, per_run, self.chunk_runs)]
+        parts = [self.problem.forward_map(x, d, per_run) for x, d in self._chunks(flat, data, per_run)]
         outputs = torch.cat([o for o, _ in parts]) if len(parts) > 1 else parts[0][0]
         y = torch.cat([v for _, v in parts]).view(runs, n, -1)[:, 0] if per_run else parts[0][1].expand(runs, -1)
         return outputs.view(runs, n, -1), y
-
-    def _chunks_of(self, xs: Tensor, data, per_run: bool, size: int):
-        if size <= 0 or xs.shape[0] <= size:
-            return [(xs, data)]
-        return [(xs[i:i + size], tuple(t[i:i + size] for t in data) if per_run else data)
-                for i in range(0, xs.shape[0], size)]
 
     def hvp(self, xs: Tensor, vs: Tensor, data, per_run: bool = False) -> Tensor:
         """Per run, the Hessian of the loss on ``data`` at ``xs[i]`` times ``vs[i]``: a closed form where the problem
@@ -283,11 +276,9 @@ class _Evaluator:
             fn = self._hvps[per_run]
         else:
             fn = lambda x, v, d: self._stacked_hvp(x, v, d, per_run)
-        if self.chunk_runs <= 0 or xs.shape[0] <= self.chunk_runs:
-            return fn(xs, vs, data)
-        return torch.cat([fn(xs[i:i + self.chunk_runs], vs[i:i + self.chunk_runs],
-                             tuple(t[i:i + self.chunk_runs] for t in data) if per_run else data)
-                          for i in range(0, xs.shape[0], self.chunk_runs)])
+        # points and vectors travel as one stack, so they are cut into the same chunks of runs as the gradient
+        pairs = torch.stack([xs, vs], dim=1)
+        return self._over_chunks(lambda p, d: fn(p[:, 0], p[:, 1], d), pairs, data, per_run)
 
     def _hvp_one(self, x: Tensor, v: Tensor, data) -> Tensor:
         p = self.problem
