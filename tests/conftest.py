@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +76,41 @@ CI_RUN_TIMEOUT = 420  # one full run of the CI config takes about 1.5 minutes on
 
 
 @pytest.fixture(scope="session")
-def ci_run(tmp_path_factory) -> Path:
+def ci_run(tmp_path_factory, worker_id) -> Path:
     """The CI config (.test/config.yaml) run once, end to end, uninterrupted, on this machine: the reference
-    that the pipeline tests and the cluster tests compare against (one run serves both)."""
-    workdir = tmp_path_factory.mktemp("ci_run")
+    that the pipeline tests and the cluster tests compare against (one run serves both).
+
+    Under pytest-xdist the modules that use it may run in different worker processes: the first one to ask
+    makes the run in the base folder the workers share, under a file lock, and the others wait for it.
+    """
+    if worker_id == "master":  # no xdist
+        return _make_ci_run(tmp_path_factory.mktemp("ci_run"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with FileLock(str(shared / "ci_run.lock")):
+        workdir = shared / "ci_run"
+        if not (workdir / "done").exists():
+            shutil.rmtree(workdir, ignore_errors=True)  # a failed attempt of another worker
+            _make_ci_run(workdir)
+            (workdir / "done").touch()
+    return workdir
+
+
+def _make_ci_run(workdir: Path) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
     result = run_snakemake(["-c2", "--snakefile", REPO / "Snakefile", "--configfile", REPO / ".test" / "config.yaml",
                             "-d", workdir], timeout=CI_RUN_TIMEOUT)
     assert result.returncode == 0, str(result)
     return workdir
+
+
+# Modules that mostly wait (on a cluster, on Snakemake runs) start first, so that under pytest-xdist
+# (``make test``) their waiting overlaps with the other modules' computing instead of ending the session.
+FIRST = ("test_slurm_pipeline.py", "test_pipeline.py", "test_slurm_harness.py", "test_plugins.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))
 
 
 # --- a throw-away SLURM cluster -----------------------------------------------------------------------
@@ -99,8 +128,9 @@ def cluster(tmp_path_factory):
         from .slurm_cluster import SlurmCluster, SlurmUnavailable
     try:
         # Finished jobs stay visible to squeue for MinJobAge seconds: long enough for tests that
-        # look at job states after their runs.
-        running = SlurmCluster(tmp_path_factory.mktemp("slurm"), min_job_age=3600).start()
+        # look at job states after their runs. Eight CPUs on a smaller machine: the tests' cluster jobs
+        # mostly wait (status checks, time limits, start-up), so they share the real cores instead of queueing.
+        running = SlurmCluster(tmp_path_factory.mktemp("slurm"), min_job_age=3600, cpus=8).start()
     except SlurmUnavailable as err:
         pytest.skip(f"no SLURM cluster possible here: {err}")
     try:

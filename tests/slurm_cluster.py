@@ -193,6 +193,7 @@ class SlurmCluster:
         install: bool = True,
         startup_timeout: float = 60.0,
         memory_fraction: float = 0.95,
+        cpus: int | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.cluster_name = cluster_name
@@ -202,6 +203,9 @@ class SlurmCluster:
         self.install = install
         self.startup_timeout = startup_timeout
         self.memory_fraction = memory_fraction
+        # More CPUs than the machine has: jobs that mostly wait (on a status check, a time limit, a
+        # Snakemake starting up) run side by side instead of queueing for the few real cores.
+        self.oversubscribe = cpus
         self.conf = self.workdir / "etc" / "slurm.conf"
         self.env: dict[str, str] = {}
         self.version: str | None = None
@@ -386,14 +390,20 @@ class SlurmCluster:
         """Write slurm.conf for this node; ``info`` is parsed ``slurmd -C``."""
         self.node_name = info["NodeName"]
         self.cpus = int(info["CPUs"])
-        reported = int(info["RealMemory"])
-        # A node whose configured memory exceeds what slurmd sees gets drained.
-        self.real_memory_mb = max(256, int(reported * self.memory_fraction))
         topology = " ".join(
             f"{k}={info[k]}"
             for k in ("Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore")
             if k in info
         )
+        overrides = []
+        if self.oversubscribe and self.oversubscribe > self.cpus:
+            self.cpus = self.oversubscribe
+            topology = f"Boards=1 SocketsPerBoard=1 CoresPerSocket={self.cpus} ThreadsPerCore=1"
+            # Take the node as configured instead of draining it for lacking the CPUs it claims.
+            overrides = ["SlurmdParameters=config_overrides"]
+        reported = int(info["RealMemory"])
+        # A node whose configured memory exceeds what slurmd sees gets drained.
+        self.real_memory_mb = max(256, int(reported * self.memory_fraction))
         ctld_port, slurmd_port = _free_port(), _free_port()
         while slurmd_port == ctld_port:
             slurmd_port = _free_port()
@@ -441,6 +451,7 @@ class SlurmCluster:
             f"SlurmdLogFile={p('log', 'slurmd.log')}",
             "SlurmctldDebug=info",
             "SlurmdDebug=info",
+            *overrides,
             f"NodeName={self.node_name} NodeAddr=127.0.0.1 NodeHostname={self.node_name}"
             f" CPUs={self.cpus} {topology} RealMemory={self.real_memory_mb}"
             " State=UNKNOWN",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-import glob
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -154,19 +153,6 @@ def test_the_unmodified_test_config_passes_the_dry_run(snakemake, tmp_path):
 
 
 # --- shipped configs ---------------------------------------------------------------------------------
-
-SHIPPED = sorted(glob.glob(str(REPO / "config" / "*.yaml"))) + [str(TEST_CONFIG)]
-
-
-@pytest.mark.parametrize("path", SHIPPED, ids=[Path(p).relative_to(REPO).as_posix() for p in SHIPPED])
-def test_shipped_configs_pass_schema_and_package_checks(path):
-    from snakemake.utils import validate
-
-    config = yaml.safe_load(Path(path).read_text())
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    validate_config(config)
-    assert len(expand_series(config)) > 0
-
 
 # --- the package's checks, without the schema --------------------------------------------------------
 

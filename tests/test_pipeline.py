@@ -2,7 +2,9 @@
 
 One uninterrupted run serves every test of this module and the cluster tests (``ci_run`` in
 conftest.py); a second run, killed while training and resumed, must give byte-identical files (it
-trains every shard again from scratch, so it is also the check that two runs agree byte for byte).
+trains every shard again from scratch, so it is also the check that two runs agree byte for byte). The
+second run goes as far as the predictions (``--until predict_shard``): the kill lands in training, and
+the stages after the predictions read only files already compared (the cluster test runs them all again).
 Deleted intermediate files are rebuilt, and a second ``make replicate`` in the same folder is refused.
 
 What an interrupted run needs (found here, documented in the README): a run killed with SIGKILL
@@ -71,6 +73,63 @@ def finished_run(ci_run):
     return ci_run
 
 
+# How far the killed run goes: training and the predictions made from it.
+UNTIL = ("--until", "predict_shard")
+
+
+def kill_while_training(workdir: Path) -> list[str]:
+    """Start the pipeline, SIGKILL its whole process group once training jobs run; return the markers seen."""
+    cmd = [sys.executable, "-m", "snakemake", "-c2", *map(str, pipeline_args(workdir, *UNTIL))]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    markers = workdir / ".snakemake" / "incomplete"
+    deadline = time.monotonic() + SHORT_TIMEOUT
+    try:
+        while not (markers.is_dir() and any(markers.iterdir())):  # a job has started
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("no job started before the deadline")
+            time.sleep(0.1)
+        time.sleep(1.0)  # the training processes are importing torch: seconds before any output is written
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone
+            pass
+        proc.wait(timeout=30)
+    # marker names are the urlsafe base64 of the output paths of the running jobs
+    return sorted(base64.urlsafe_b64decode(p.name).decode() for p in markers.iterdir())
+
+
+@pytest.fixture(scope="module")
+def resumed_run(snakemake, tmp_path_factory):
+    """A run killed (SIGKILL, whole process group) while training, then resumed to the end."""
+    workdir = tmp_path_factory.mktemp("killed")
+    markers = kill_while_training(workdir)
+    written = [p for p in (workdir / "results").rglob("*") if p.is_file()] if (workdir / "results").exists() else []
+    assert markers and all(m.startswith("results/runs/") for m in markers), f"training jobs were running: {markers}"
+    assert not written, f"the kill came too late to interrupt training: {written}"
+
+    plain = snakemake(["-c2", *pipeline_args(workdir, *UNTIL)], timeout=SHORT_TIMEOUT)
+    assert plain.returncode != 0 and "LockException" in plain.output and "--unlock" in plain.output, str(plain)
+    unlock = snakemake(["--unlock", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
+    assert unlock.returncode == 0, str(unlock)
+    resumed = snakemake(["-c2", *pipeline_args(workdir, *UNTIL)], timeout=RUN_TIMEOUT)
+    assert resumed.returncode == 0, str(resumed)
+    return workdir
+
+
+def test_killed_run_resumes_to_byte_identical_outputs(resumed_run, finished_run):
+    # first in the module, resumed run first: it needs no reference, so it goes on while another module's
+    # worker makes the shared one (ci_run)
+    files, finished = result_files(resumed_run), result_files(finished_run)
+    # what --until predict_shard makes: the predictions and the shards they are made from
+    predictions = {n for n in finished if n.startswith("predictions/")}
+    shards = {"runs/" + n.split("/", 2)[2].removesuffix(".parquet").removesuffix(".json") for n in predictions}
+    expected = predictions | {f"{s}/{f}" for s in shards for f in ("trajectory.parquet", "meta.json")}
+    assert predictions and shards and files.keys() == expected, sorted(files.keys() ^ expected)
+    assert_identical(files, {n: finished[n] for n in expected}, "every trajectory, meta.json and prediction")
+
+
 def test_end_to_end_outputs(finished_run):
     results = finished_run / "results"
     claims = pd.read_csv(results / "claims.csv")
@@ -114,57 +173,6 @@ def test_rerun_of_a_finished_pipeline_does_nothing(snakemake, finished_run):
     assert "Nothing to be done" in result.output, str(result)
     assert "Job stats" not in result.output and "rule train_shard" not in result.output
     assert {name: p.stat().st_mtime_ns for name, p in result_files(finished_run).items()} == before
-
-
-def kill_while_training(workdir: Path) -> list[str]:
-    """Start the pipeline, SIGKILL its whole process group once training jobs run; return the markers seen."""
-    cmd = [sys.executable, "-m", "snakemake", "-c2", *map(str, pipeline_args(workdir))]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    markers = workdir / ".snakemake" / "incomplete"
-    deadline = time.monotonic() + SHORT_TIMEOUT
-    try:
-        while not (markers.is_dir() and any(markers.iterdir())):  # a job has started
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("no job started before the deadline")
-            time.sleep(0.1)
-        time.sleep(1.0)  # the training processes are importing torch: seconds before any output is written
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # already gone
-            pass
-        proc.wait(timeout=30)
-    # marker names are the urlsafe base64 of the output paths of the running jobs
-    return sorted(base64.urlsafe_b64decode(p.name).decode() for p in markers.iterdir())
-
-
-@pytest.fixture(scope="module")
-def resumed_run(snakemake, tmp_path_factory):
-    """A run killed (SIGKILL, whole process group) while training, then resumed to the end."""
-    workdir = tmp_path_factory.mktemp("killed")
-    markers = kill_while_training(workdir)
-    written = [p for p in (workdir / "results").rglob("*") if p.is_file()] if (workdir / "results").exists() else []
-    assert markers and all(m.startswith("results/runs/") for m in markers), f"training jobs were running: {markers}"
-    assert not written, f"the kill came too late to interrupt training: {written}"
-
-    plain = snakemake(["-c2", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
-    assert plain.returncode != 0 and "LockException" in plain.output and "--unlock" in plain.output, str(plain)
-    unlock = snakemake(["--unlock", *pipeline_args(workdir)], timeout=SHORT_TIMEOUT)
-    assert unlock.returncode == 0, str(unlock)
-    resumed = snakemake(["-c2", *pipeline_args(workdir)], timeout=RUN_TIMEOUT)
-    assert resumed.returncode == 0, str(resumed)
-    return workdir
-
-
-def test_killed_run_resumes_to_byte_identical_outputs(finished_run, resumed_run):
-    files, reference = result_files(resumed_run), result_files(finished_run)
-    assert files.keys() == reference.keys()
-    trajectories = [n for n in files if n.endswith("trajectory.parquet")]
-    assert sorted(trajectories) == [f"{s}/trajectory.parquet" for s in expected_shards()] and "claims.csv" in files
-    assert_identical({n: files[n] for n in trajectories + ["claims.csv"]},
-                     {n: reference[n] for n in trajectories + ["claims.csv"]}, "trajectories and claims")
-    assert_identical(files, reference, "every result file (predictions, measures, figures, claims.md)")
 
 
 def test_lint_is_clean(snakemake, tmp_path):

@@ -108,9 +108,10 @@ class Plan:
         return fingerprint(("momentum_ct.stages", module_of(draw)), self._plugin_files({("claim", claim_id)}))
 
 
-def make_plan(config: dict[str, Any], config_dir: str | Path = ".") -> Plan:
-    """Load the config's plug-ins, validate it against the registries and expand the sweep."""
+def make_plan(config: dict[str, Any], config_dir: str | Path = ".", validate: bool = True) -> Plan:
+    """Load the config's plug-ins, validate it against the registries (unless ``validate`` is false: a config
+    the run has validated already) and expand the sweep."""
     loaded = plugin_loader.load(list(config.get("plugins", [])), config_dir)
-    sweep = shard_table(config)
+    sweep = shard_table(config, validate)
     claims = sorted({c for exp in config["experiments"].values() for c in exp.get("claims", [])})
     return Plan(config, loaded, sweep, claims)

@@ -30,7 +30,8 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imports(module: str, path: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)  # a workflow asks for the closures of dozens of jobs: read each file once
+def _imports(module: str, path: Path) -> frozenset[str]:
     """Modules of this package that ``path`` imports (absolute or relative, anywhere in the file)."""
     is_package = path.name == "__init__.py"
     package = module if is_package else module.rsplit(".", 1)[0]
@@ -49,7 +50,7 @@ def _imports(module: str, path: Path) -> set[str]:
             out.update(f"{target}.{a.name}" for a in node.names)  # ``from . import k1`` names submodules
     # importing a submodule runs every package __init__ above it
     parents = {".".join(m.split(".")[:i]) for m in out for i in range(1, m.count(".") + 1)}
-    return {m for m in out | parents if _module_file(m) is not None}
+    return frozenset(m for m in out | parents if _module_file(m) is not None)
 
 
 @functools.lru_cache(maxsize=None)

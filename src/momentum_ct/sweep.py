@@ -232,8 +232,11 @@ def validate_config(config: dict[str, Any]) -> None:
                           f"above the limit of {bounds['result_gb']:g} GB (raise limits.result_gb to allow it)")
 
 
-def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
-    validate_config(config)
+def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesSpec]:
+    """The config's series. ``validate=False`` skips ``validate_config`` (which builds every problem), for a
+    config already validated in this run, e.g. inside a cluster job."""
+    if validate:
+        validate_config(config)
     out = []
     for name, exp in config["experiments"].items():
         for method in method_labels(exp, f"experiments.{name}"):
@@ -255,22 +258,22 @@ def expand_series(config: dict[str, Any]) -> list[SeriesSpec]:
     return out
 
 
-def sweep_table(config: dict[str, Any]) -> pd.DataFrame:
+def sweep_table(config: dict[str, Any], validate: bool = True) -> pd.DataFrame:
     """One row per series, identified by ``SERIES_COLUMNS``, with its spec and claims."""
     rows = []
-    for spec in expand_series(config):
+    for spec in expand_series(config, validate):
         claims = config["experiments"][spec.experiment].get("claims", [])
         rows.append(dict(experiment=spec.experiment, method=spec.method, lam=spec.lam, seed=spec.seed,
                          problem=spec.problem, claims=",".join(claims), spec=spec))
     return pd.DataFrame(rows)
 
 
-def shard_table(config: dict[str, Any]) -> pd.DataFrame:
+def shard_table(config: dict[str, Any], validate: bool = True) -> pd.DataFrame:
     """Series grouped into shards (one training job each) of at most ``series_per_shard`` series.
 
     Series are taken in sweep order within an experiment, so the assignment is deterministic.
     """
-    table = sweep_table(config)
+    table = sweep_table(config, validate)
     default = int(config.get("series_per_shard", 8))
     per_shard = {}
     for name, exp in config["experiments"].items():

@@ -1,13 +1,16 @@
-"""A test plug-in: the quadratic problem, whose first gradient in a process waits ``WAIT`` seconds.
+"""A test plug-in: the quadratic problem, whose first gradient waits ``WAIT`` seconds in the first attempt.
 
 It makes one training job outlast a SLURM time limit of one minute deterministically and without using
 a CPU (tests/test_slurm_pipeline.py): SLURM ends the first attempt, the retry gets a longer limit and
-finishes. Validation and dry runs never evaluate a gradient, so they do not wait.
+finishes. The first attempt leaves a marker file in the working directory before it waits, so the retry
+starts at once (the test then waits for one time limit, not two). Validation and dry runs never evaluate a
+gradient, so they do not wait.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 from momentum_ct.problems import Problem, register_problem
 from momentum_ct.problems.quadratic import make_quadratic
@@ -15,14 +18,13 @@ from momentum_ct.problems.quadratic import make_quadratic
 # SLURM checks time limits every 30 s, so a job with a one-minute limit is ended 60 to 90 s after its start.
 WAIT = 110.0
 
-_waited = False
+MARKER = Path(".slow_start_waited")
 
 
 def _first_call_waits(grad):
     def wrapped(x, data=()):
-        global _waited
-        if not _waited:
-            _waited = True
+        if not MARKER.exists():
+            MARKER.touch()
             time.sleep(WAIT)
         return grad(x, data)
     return wrapped

@@ -11,14 +11,16 @@ from momentum_ct.validation import check_config, load_yaml
 
 # The package's one validation, as `momentum-ct check` runs it: the files (YAML syntax with its line,
 # duplicated keys), then non-finite numbers and the schema, each error one line naming its key path; all
-# before the package's numerical part (and torch) is imported.
-try:
-    for configfile in workflow.configfiles:
-        load_yaml(configfile)
-    check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
-except ConfigError as err:
-    raise WorkflowError(f"invalid configuration: {err}")
-validate(config, schema="../schemas/config.schema.yaml")
+# before the package's numerical part (and torch) is imported. Only in the main process: a job (a cluster
+# job, or a job step inside it) parses the workflow again for a config this run has validated already.
+if workflow.is_main_process:
+    try:
+        for configfile in workflow.configfiles:
+            load_yaml(configfile)
+        check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    except ConfigError as err:
+        raise WorkflowError(f"invalid configuration: {err}")
+    validate(config, schema="../schemas/config.schema.yaml")
 
 from momentum_ct.plan import make_plan
 from momentum_ct.train.shard import estimate_memory_mb
@@ -30,7 +32,7 @@ CONDA_ENV = "../../environment.yml"
 CONFIG_DIR = os.path.dirname(os.path.abspath(workflow.configfiles[-1])) if workflow.configfiles else os.getcwd()
 
 try:
-    PLAN = make_plan(config, CONFIG_DIR)
+    PLAN = make_plan(config, CONFIG_DIR, validate=workflow.is_main_process)
 except ConfigError as err:
     raise WorkflowError(f"invalid configuration: {err}")
 

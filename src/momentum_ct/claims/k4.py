@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..ct.fit import loglog_slope, max_curvature
 from ..io import stack
@@ -28,6 +27,9 @@ from ..problems import make_problem
 from ..train.series import SeriesSpec
 from .claim import Claim, Figure, Quantity, quantities
 from .common import regime_number, row
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 REFERENCE = "gd_rescaled"
 CURVES = {"loss": "loss", "test_accuracy": "accuracy"}  # trajectory column -> quantity suffix
@@ -89,6 +91,7 @@ def _curvature(traj: pd.DataFrame, problem) -> float:
 
 def count_interval(count: float, confidence: float) -> tuple[float, float]:
     """Exact (Garwood) interval of a Poisson count."""
+    from scipy import stats
     alpha = 1.0 - confidence
     low = 0.0 if count <= 0 else stats.chi2.ppf(alpha / 2, 2 * count) / 2
     return float(low), float(stats.chi2.ppf(1 - alpha / 2, 2 * (count + 1)) / 2)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
 from ..ct.fit import loglog_slope
 from ..ct.late_time import critical_rate, subcritical_exponent
@@ -24,6 +23,9 @@ from .annealing import (
     late_values, scalar_prediction, squared_errors,
 )
 from .claim import Claim, Figure, Quantity, quantities
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 # The fitted exponent approaches its limit once the corrections have died over the fitted decade: judged where
 # the largest expected relative correction at the window's start is below CORRECTION_LIMIT (``exponent_regime``).
@@ -45,6 +47,7 @@ def exponent_regime(t_start: float, t_origin: float, mu: float, lam_min: float, 
 
 def best_rate_prediction(problem, mu_crit: float) -> float:
     """The ``mu`` minimising the exact late-time value (``1/lam`` in one dimension)."""
+    from scipy.optimize import minimize_scalar
     result = minimize_scalar(lambda log_mu: scalar_prediction(problem, math.exp(log_mu)),
                              bounds=(math.log(mu_crit * 1.0001), math.log(mu_crit * 100.0)), method="bounded",
                              options=dict(xatol=1e-8))

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import optimize, stats
-from scipy.interpolate import CubicSpline
 
 from ..problems import Problem
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ def loglog_slope(h, err, confidence: float = 0.95) -> Slope:
 
     Non-finite or non-positive errors are dropped; fewer than three points give NaN bounds.
     """
+    from scipy import stats
     h, err = np.asarray(h, dtype=float), np.asarray(err, dtype=float)
     ok = np.isfinite(err) & (err > 0) & np.isfinite(h) & (h > 0)
     h, err = h[ok], err[ok]
@@ -39,6 +41,7 @@ def loglog_slope(h, err, confidence: float = 0.95) -> Slope:
 def geometric_ratio(values, confidence: float = 0.95) -> Slope:
     """Per-step ratio ``r`` of ``values[k] ~ C r^k`` (``k = 0, 1, ...``): ``exp`` of the least-squares slope
     of ``log values`` against ``k``, with the exponentiated t-based interval. Needs positive values."""
+    from scipy import stats
     y = np.log(np.asarray(values, dtype=float))
     k = np.arange(len(y), dtype=float)
     if len(y) < 3 or not np.all(np.isfinite(y)):
@@ -54,6 +57,8 @@ def rescaling_factor(times, xs, flow_times, flow_xs, bracket: tuple[float, float
     ``y`` is interpolated by a cubic spline (fourth order), so the grid error is far below the
     O(h) effects being measured.
     """
+    from scipy import optimize
+    from scipy.interpolate import CubicSpline
     spline = CubicSpline(np.asarray(flow_times), np.asarray(flow_xs), axis=0)
 
     def cost(c):

@@ -7,7 +7,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torchdiffeq import odeint
 
 # scipy's solvers reached through torchdiffeq's ``scipy_solver`` method
 STIFF_SOLVERS = ("LSODA", "BDF", "Radau")
@@ -40,6 +39,8 @@ def integrate(rhs: Callable, y0, times: np.ndarray, options: OdeOptions = OdeOpt
     ``y0`` is a tensor or a tuple of tensors (second-order systems); the result has the same
     structure with a leading time axis, one entry per element of ``times``.
     """
+    from torchdiffeq import odeint  # imported here: it imports scipy, which the workflow's parse never needs
+
     times = np.asarray(times, dtype=np.float64)
     grid, inverse = np.unique(np.concatenate([[0.0], times]), return_inverse=True)
     extra = {}

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import solve_continuous_lyapunov
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 
 def effective_rate(mu0: float, beta: float = 0.0) -> float:
@@ -40,6 +42,7 @@ def lms_optimal_limit(eigenvalues, noise_variance: float) -> float:
 
 def scalar_limit_covariance(hessian: np.ndarray, covariance: np.ndarray, mu: float) -> np.ndarray:
     """``C`` solving ``(mu H - I/2) C + C (mu H - I/2) = mu^2 S`` (annealing ``mu / t``; needs ``mu lam_min > 1/2``)."""
+    from scipy.linalg import solve_continuous_lyapunov
     hessian = np.asarray(hessian, dtype=float)
     a = mu * hessian - 0.5 * np.eye(hessian.shape[0])
     if np.linalg.eigvalsh(a).min() <= 0.0:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
 
 from ..problems import Problem
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 
 def batch_cg(problem: Problem, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """``(samples, squared_error)``: after each CG iteration, the samples read so far and ``|w - w*|^2``, from the
     start point until ``max_samples`` samples have been read or CG stops (converged to round-off)."""
+    from scipy.optimize import minimize
     n = max(problem.n_train, 1)
     w_star = problem.minimiser.numpy()
     evaluations = [0]

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
-from scipy.optimize import minimize
 from torch import nn
 
 from .base import Problem, flat_module_loss
 from .digits_mlp import build_mlp, load_digits_tensors
 from .stacked import stacked_sequential_loss
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 MINIMUM_GTOL = 1e-9
 NEWTON_STEPS = 3
@@ -39,6 +40,7 @@ class _WeightDecayed:
 @functools.lru_cache(maxsize=8)
 def _minimum(hidden: tuple[int, ...], weight_decay: float, n_train: int | None, split_seed: int, init_seed: int):
     """``(w*, H, S, train, test, module)`` of one configuration (cached: every seed of a sweep shares them)."""
+    from scipy.optimize import minimize
     train, test = load_digits_tensors(split_seed)
     if n_train is not None:
         train = tuple(t[:n_train] for t in train)

@@ -20,6 +20,13 @@ MAX_WIDTH = 4096
 
 
 def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
+    """``((x_train, y_train), (x_test, y_test))``, standardised; fresh tensors on every call."""
+    (x_train, y_train), (x_test, y_test) = _load_digits(split_seed, test_fraction)
+    return (x_train.clone(), y_train.clone()), (x_test.clone(), y_test.clone())
+
+
+@functools.lru_cache(maxsize=8)  # validation, sizing and training each build the problem: read the data once
+def _load_digits(split_seed: int, test_fraction: float):
     from sklearn.datasets import load_digits
 
     data = load_digits()

@@ -3,9 +3,11 @@ normal confidence interval (runs are independent: each seed draws its own sample
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from .recorder import TrajectoryRecorder
+
+# scipy is imported inside the functions that use it: the workflow imports this module on every parse (the
+# registries), and importing scipy there would cost every job about a second.
 
 
 def squared_errors(recorders: list[TrajectoryRecorder], minimiser: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -25,6 +27,7 @@ def squared_errors(recorders: list[TrajectoryRecorder], minimiser: np.ndarray, s
 
 def mean_ci(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean over ``axis`` and the half-width of its normal confidence interval (``inf`` where a value is)."""
+    from scipy import stats
     values = np.asarray(values, dtype=float)
     n = values.shape[axis]
     with np.errstate(invalid="ignore"):
@@ -36,6 +39,7 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tupl
 def ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """``mean(a) / mean(b)`` over paired runs and its delta-method half-width (pairs share their seed's samples,
     so their correlation narrows the interval)."""
+    from scipy import stats
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     ma, mb = a.mean(), b.mean()
     ratio = ma / mb
