@@ -29,7 +29,7 @@ replicate-locked: $(STAMP)
 	$(SMK) --report results/report.html
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 3 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -104,8 +104,12 @@ def _make_ci_run(workdir: Path) -> Path:
 
 
 # Modules that mostly wait (on a cluster, on Snakemake runs) start first, so that under pytest-xdist
-# (``make test``) their waiting overlaps with the other modules' computing instead of ending the session.
-FIRST = ("test_slurm_pipeline.py", "test_pipeline.py", "test_slurm_harness.py", "test_plugins.py")
+# (``make test``) their waiting overlaps with the other modules' computing instead of ending the session;
+# then the others, longest first, so that no long module is left for the end.
+FIRST = ("test_slurm_pipeline.py", "test_pipeline.py", "test_slurm_harness.py", "test_plugins.py",
+         "test_k2_k3.py", "test_config_validation.py", "test_slurm_profile.py", "test_validation.py",
+         "test_continuous_time.py", "test_eki.py", "test_annealed.py", "test_orr_leen_claims.py",
+         "test_recurrence.py", "test_stacked_engine.py", "test_methods.py", "test_problems.py")
 
 
 def pytest_collection_modifyitems(items):

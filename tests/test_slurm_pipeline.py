@@ -7,9 +7,9 @@ accounting database (``TEST_ONLY_ARGS``).  Three Snakemake runs go on side by si
 by the ``runs`` fixture, because much of a cluster run is waiting for the next status check:
 
 * the reference is the CI config's local run (``ci_run`` in conftest.py, shared with test_pipeline.py);
-* ``cluster``: the whole pipeline on the cluster, site values from a user profile; one of its group
-  jobs is cancelled with scancel while it trains, and the profile's retries must finish the pipeline
-  anyway, with every file equal to the reference;
+* ``cluster``: the pipeline on the cluster up to the verdict (training, predictions, measures, claims),
+  site values from a user profile; one of its group jobs is cancelled with scancel while it trains, and
+  the profile's retries must finish the pipeline anyway, with every file equal to the reference's;
 * ``memory``: one training job whose first attempt is given too little memory (a test-only
   ``--set-resources``), site values on the command line; SLURM kills it, Snakemake says so and retries
   it with more;
@@ -20,16 +20,14 @@ by the ``runs`` fixture, because much of a cluster run is waiting for the next s
 Outputs of the cluster runs must equal the local reference byte for byte: every job sets torch to
 the rule's thread count (1) on both sides, so the floating-point operations are the same.
 
-Two more tests need no cluster: the profile groups every rule but the verdict, and a dry run shows
-how many cluster jobs a config gives.
+The cluster runs stop before the figures (``--omit-from`` the two drawing rules): drawing runs the same
+code as the local run, and that the profile groups the drawing rules is checked by a dry run
+(test_slurm_profile.py); the figures' jobs would double the length of the cluster run.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -93,6 +91,10 @@ def pipeline_args(workdir: Path) -> list[str]:
 
 def cluster_args(workdir: Path, *site) -> list[str]:
     return [*pipeline_args(workdir), "--workflow-profile", str(PROFILE), *site, *TEST_ONLY_ARGS]
+
+
+# The cluster run's stages: all but the figures (see the module's docstring).
+NO_FIGURES = ["--omit-from", "draw_claim_figure", "draw_experiment_figure"]
 
 
 def result_files(workdir: Path) -> dict[str, Path]:
@@ -171,7 +173,7 @@ def runs(cluster, tmp_path_factory):
         {"default-resources": {"slurm_account": ACCOUNT, "slurm_partition": "debug"}}))
     env = cluster.env
     started = time.monotonic()
-    on_cluster = Background("cluster", cluster_args(base / "cluster", "--profile", str(site_profile)),
+    on_cluster = Background("cluster", cluster_args(base / "cluster", "--profile", str(site_profile), *NO_FIGURES),
                             base / "cluster", env)
     canceller = Canceller(cluster, on_cluster.workdir, on_cluster.deadline)
     canceller.start()
@@ -219,19 +221,18 @@ def test_pipeline_on_cluster_equals_local_run(runs, reference, cluster):
     assert result.returncode == 0, run.describe(cluster)
     assert "workflow specific profile" in result.output
     files = result_files(run.workdir)
-    assert_same_results(files, reference, "cluster run")
+    assert not any(name.startswith("figures/") for name in files)
+    assert_same_results(files, {n: p for n, p in reference.items() if not n.startswith("figures/")}, "cluster run")
     pd.testing.assert_frame_equal(pd.read_csv(files["claims.csv"]), pd.read_csv(reference["claims.csv"]))
     # Grouping, each group job submitted once (the cancelled one twice): one sweep job per shard (with
-    # its predictions), one claim job per measure (with its figures) and per figure drawn from one
-    # experiment's trajectories, and the verdict.
+    # its predictions), one claim job per measure, and the verdict.
     shards = sum(name.endswith("trajectory.parquet") for name in reference)
     claims = sum(name.startswith("measures/") and not name.endswith("_points.csv") for name in reference)
-    curves = sum(name.startswith("figures/") and name.count("/") == 3 for name in reference)
     assert len(slurm_logs(run.workdir, "sweep")) == shards + 1
-    assert len(slurm_logs(run.workdir, "claim")) == claims + curves
+    assert len(slurm_logs(run.workdir, "claim")) == claims
     assert len(list((run.workdir / ".snakemake" / "slurm_logs").glob("rule_judge_claims/*.log"))) == 1
     jobs = jobs_of(cluster, run.workdir)
-    assert len(jobs) == shards + claims + curves + 2, jobs
+    assert len(jobs) == shards + claims + 2, jobs
     assert sorted(j["state"] for j in jobs) == ["CANCELLED"] + ["COMPLETED"] * (len(jobs) - 1), jobs
     # The user profile's site values reached SLURM.
     assert {(j["account"], j["partition"]) for j in jobs} == {(ACCOUNT, "debug")}, jobs
@@ -308,52 +309,3 @@ def test_time_limit_overrun_is_reported_and_retried_with_more_time(runs, cluster
     assert cluster.job_states()[second.stem] == "COMPLETED"
     meta = yaml.safe_load((run.workdir / TIMEOUT_TARGET).with_name("meta.json").read_text())
     assert [r["diverged"] for series in meta["series"] for r in series["runs"]] == [False, False, False]
-
-
-# --- the profile itself (no cluster needed) --------------------------------------------------------
-
-
-def count_cluster_jobs(dry_run_output: str) -> dict[str, int]:
-    """Cluster submissions in a dry run: each group job once, each ungrouped job with an action once
-    (`localrule` jobs and `all`, which runs nothing, stay on the submitting machine)."""
-    lines = [re.sub(r"^\[[^]]*\] ", "", line) for line in dry_run_output.splitlines()]
-    groups = [m.group(1) for line in lines if (m := re.match(r"Group job (\w+)", line))]
-    singles = [m.group(1) for line in lines if (m := re.match(r"rule (\w+):", line)) and m.group(1) != "all"]
-    counts = {f"group {g}": groups.count(g) for g in sorted(set(groups))}
-    counts.update({f"rule {r}": singles.count(r) for r in sorted(set(singles))})
-    counts["total"] = len(groups) + len(singles)
-    return counts
-
-
-def snakemake_quick(*args) -> str:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout + proc.stderr
-
-
-def test_profile_groups_every_rule_and_sets_no_site_values(tmp_path):
-    profile = yaml.safe_load((PROFILE / "profile.yaml").read_text())
-    rules = set(snakemake_quick("--list-rules", "--snakefile", REPO / "Snakefile", "--configfile", TEST_CONFIG,
-                                "-d", tmp_path).split())
-    # `all` runs nothing; judge_claims needs every measure and runs alone.
-    assert rules and set(profile["groups"]) == rules - {"all", "judge_claims"}
-    assert set(profile["group-components"]) == set(profile["groups"].values())
-    # Site values and per-rule resources live elsewhere (see the profile's header): a command-line
-    # --default-resources or a user profile must not wipe anything out.
-    assert not {"default-resources", "set-resources", "set-threads"} & set(profile)
-
-
-@pytest.mark.parametrize("config", ["config/paper.yaml", "config/config.yaml", ".test/config.yaml"])
-def test_dry_run_counts_cluster_jobs(config, tmp_path):
-    out = snakemake_quick("-n", "--snakefile", REPO / "Snakefile", "--configfile", REPO / config, "-d", tmp_path,
-                          "--workflow-profile", PROFILE)
-    stats = out[out.index("Job stats:"):]
-    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
-    sweep_size = yaml.safe_load((PROFILE / "profile.yaml").read_text())["group-components"]["sweep"]
-    expected = {"group sweep": math.ceil(jobs["train_shard"] / sweep_size),
-                "group claim": jobs["measure_claim"] + jobs.get("draw_experiment_figure", 0),
-                "rule judge_claims": 1}
-    expected["total"] = sum(expected.values())
-    assert count_cluster_jobs(out) == expected
-    assert expected["total"] < jobs["total"] - 1  # fewer cluster jobs than jobs (`all` runs nothing)
