@@ -73,7 +73,7 @@ def finished_run(ci_run):
     return ci_run
 
 
-# How far the killed run goes: training and the predictions made from it.
+# How far the killed run goes: training (where the kill lands) and the predictions made from it.
 UNTIL = ("--until", "predict_shard")
 
 
