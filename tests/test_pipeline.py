@@ -3,8 +3,8 @@
 One uninterrupted run serves every test of this module and the cluster tests (``ci_run`` in
 conftest.py); a second run, killed while training and resumed, must give byte-identical files (it
 trains every shard again from scratch, so it is also the check that two runs agree byte for byte). The
-second run goes as far as the predictions (``--until predict_shard``): the kill lands in training, and
-the stages after the predictions read only files already compared (the cluster test runs them all again).
+second run goes as far as the training (``--until train_shard``): the kill lands there, and the stages
+after it read only files already compared (the cluster test runs them all again and compares every file).
 Deleted intermediate files are rebuilt, and a second ``make replicate`` in the same folder is refused.
 
 What an interrupted run needs (found here, documented in the README): a run killed with SIGKILL
@@ -73,8 +73,8 @@ def finished_run(ci_run):
     return ci_run
 
 
-# How far the killed run goes: training (where the kill lands) and the predictions made from it.
-UNTIL = ("--until", "predict_shard")
+# How far the killed run goes: the training, where the kill lands.
+UNTIL = ("--until", "train_shard")
 
 
 def kill_while_training(workdir: Path) -> list[str]:
@@ -122,12 +122,10 @@ def test_killed_run_resumes_to_byte_identical_outputs(resumed_run, finished_run)
     # first in the module, resumed run first: it needs no reference, so it goes on while another module's
     # worker makes the shared one (ci_run)
     files, finished = result_files(resumed_run), result_files(finished_run)
-    # what --until predict_shard makes: the predictions and the shards they are made from
-    predictions = {n for n in finished if n.startswith("predictions/")}
-    shards = {"runs/" + n.split("/", 2)[2].removesuffix(".parquet").removesuffix(".json") for n in predictions}
-    expected = predictions | {f"{s}/{f}" for s in shards for f in ("trajectory.parquet", "meta.json")}
-    assert predictions and shards and files.keys() == expected, sorted(files.keys() ^ expected)
-    assert_identical(files, {n: finished[n] for n in expected}, "every trajectory, meta.json and prediction")
+    # what --until train_shard makes: every shard's trajectory and meta.json
+    expected = {f"{s}/{f}" for s in expected_shards() for f in ("trajectory.parquet", "meta.json")}
+    assert files.keys() == expected, sorted(files.keys() ^ expected)
+    assert_identical(files, {n: finished[n] for n in expected}, "every trajectory and meta.json")
 
 
 def test_end_to_end_outputs(finished_run):

@@ -141,8 +141,8 @@ class Background:
 
 
 class Canceller(threading.Thread):
-    """Cancels, with scancel, the first cluster job of ``workdir`` that holds train_shard jobs, once
-    it is RUNNING and a training script has started in it."""
+    """Cancels, with scancel, a cluster job of ``workdir`` that trains and predicts nothing (its retry is the
+    shortest, so the run's length is not set by it), once it is RUNNING and a training script has started."""
 
     def __init__(self, cluster, workdir: Path, deadline: float):
         super().__init__(daemon=True)
@@ -155,7 +155,7 @@ class Canceller(threading.Thread):
         while self.job is None and time.monotonic() < self.deadline:
             running = [j for j in self.cluster.job_table("RUNNING")
                        if os.path.realpath(j["workdir"]) == os.path.realpath(self.workdir)
-                       and "train_shard" in j["comment"]]
+                       and "train_shard" in j["comment"] and "predict_shard" not in j["comment"]]
             if running and train_logs.is_dir() and any(train_logs.rglob("*.log")):
                 self.cluster.scancel(running[0]["id"])
                 self.job, self.cancelled_at = running[0], time.monotonic()

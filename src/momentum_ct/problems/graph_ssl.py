@@ -86,6 +86,16 @@ def accuracy(sqrt_c, n_classes, x, data):
     return (_latent(sqrt_c, n_classes, x[None], nodes)[0].argmax(-1) == labels).to(x.dtype).mean()
 
 
+@functools.lru_cache(maxsize=4)
+def _graph(dataset: str, n_nodes: int, seed: int, n_neighbours: int, tau: float, alpha: float):
+    """Points, labels and the prior's square root (cached: its eigendecomposition is the problem's cost, and a
+    sweep's seeds of the digits graph share it). Nothing writes into the returned arrays."""
+    x, labels = _points(dataset, n_nodes, seed)
+    if not (1 <= n_neighbours < len(x)):
+        raise ValueError(f"graph_ssl: n_neighbours must lie in [1, {len(x) - 1}], got {n_neighbours}")
+    return x, labels, torch.tensor(prior_sqrt(laplacian(x, n_neighbours), tau, alpha), dtype=torch.float64)
+
+
 def make_graph_ssl(*, seed: int = 0, dataset: str = "moons", n_nodes: int = 400, n_labels: int = 10,
                    n_neighbours: int = 10, tau: float = 0.1, alpha: float = 2.0, noise: float = 0.01) -> Problem:
     """``seed`` picks the labelled nodes (and the moons' points); ``n_nodes`` applies to moons (digits: all 1,797)."""
@@ -96,13 +106,11 @@ def make_graph_ssl(*, seed: int = 0, dataset: str = "moons", n_nodes: int = 400,
     for key, value in dict(tau=tau, alpha=alpha, noise=noise).items():
         if not value > 0:
             raise ValueError(f"graph_ssl: {key} must be positive, got {value}")
-    x, labels = _points(dataset, n_nodes, seed)
-    if not (1 <= n_neighbours < len(x)):
-        raise ValueError(f"graph_ssl: n_neighbours must lie in [1, {len(x) - 1}], got {n_neighbours}")
+    # the digits' graph is the same for every seed; the moons' points are drawn with the seed
+    x, labels, sqrt_c = _graph(dataset, n_nodes, seed if dataset == "moons" else 0, n_neighbours, tau, alpha)
     if not (1 <= n_labels < len(x)):
         raise ValueError(f"graph_ssl: n_labels must lie in [1, {len(x) - 1}], got {n_labels}")
     n_classes = int(labels.max()) + 1
-    sqrt_c = torch.tensor(prior_sqrt(laplacian(x, n_neighbours), tau, alpha), dtype=torch.float64)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(5000 + seed))
     labels = torch.as_tensor(labels, dtype=torch.long)
     train, test = (perm[:n_labels], labels[perm[:n_labels]]), (perm[n_labels:], labels[perm[n_labels:]])

@@ -5,6 +5,8 @@ solve serves them all), plus the first ``dense_steps`` steps, where transients l
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -18,3 +20,9 @@ def record_steps(n_steps: int, n_records: int, dense_steps: int = 0) -> np.ndarr
     grid = np.rint(np.linspace(0, n_steps, n_records + 1)).astype(np.int64)
     head = np.arange(min(dense_steps, n_steps + 1), dtype=np.int64)
     return np.unique(np.concatenate([grid, head]))
+
+
+@functools.lru_cache(maxsize=None)
+def n_recorded(n_steps: int, n_records: int, dense_steps: int = 0) -> int:
+    """How many steps ``record_steps`` records (cached: a sweep's runs share a few schedules)."""
+    return len(record_steps(n_steps, n_records, dense_steps))

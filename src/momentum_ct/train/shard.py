@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..io import concat_columns, write_json, write_table
 from ..problems import make_problem
-from .schedule import record_steps
+from .schedule import n_recorded
 from .series import STACKED_ENGINES, SeriesSpec, run_series, run_series_stacked
 
 SERIES_KEYS = ("method", "lam", "seed")
@@ -54,6 +54,6 @@ def estimate_memory_mb(specs: list[SeriesSpec]) -> int:
     row_bytes = 0
     for spec in specs:
         dim = _dimension(spec.problem, json.dumps(spec.problem_options, sort_keys=True))
-        rows = sum(len(record_steps(spec.steps_for(h), spec.n_records, spec.dense_steps)) for h in spec.h)
+        rows = sum(n_recorded(spec.steps_for(h), spec.n_records, spec.dense_steps) for h in spec.h)
         row_bytes += rows * 2 * 8 * dim
     return BASE_MEMORY_MB + int(3 * row_bytes / 2**20)
