@@ -28,10 +28,11 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     spec, problem = problem_of(meta)
     scale = flow_scale(spec)
     t = traj["t"].to_numpy()
-    x = rescaled_flow(problem, spec, t, ode)
     n_grid = PLAIN_FLOW_POINTS if problem.dim <= LARGE_DIM else PLAIN_FLOW_POINTS_LARGE
     s = np.linspace(0.0, 2.0 * scale * spec.t_max, n_grid)  # covers c up to twice its prediction
-    y = integrate(gradient_flow(problem, 1.0), problem.x0, s, ode).numpy()
+    # the rescaled flow at t is the plain flow at scale * t: one solve gives both
+    both = integrate(gradient_flow(problem, 1.0), problem.x0, np.concatenate([scale * t, s]), ode).numpy()
+    x, y = both[: len(t)], both[len(t):]
     curvature = path_curvature(problem, traj)
     columns = {
         "kind": ["rescaled_flow"] * len(t) + ["plain_flow"] * len(s),
@@ -45,8 +46,9 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
 
 
 def rescaled_flow(problem, spec, t: np.ndarray, ode: OdeOptions = OdeOptions()) -> np.ndarray:
-    """K1's time-rescaled gradient flow from ``x_0`` at the times ``t`` (rows x dimension)."""
-    return integrate(gradient_flow(problem, flow_scale(spec)), problem.x0, t, ode).numpy()
+    """K1's time-rescaled gradient flow from ``x_0`` at the times ``t`` (rows x dimension): the plain flow at
+    ``t / (1 - lam)``."""
+    return integrate(gradient_flow(problem, 1.0), problem.x0, flow_scale(spec) * np.asarray(t), ode).numpy()
 
 
 def path_curvature(problem, traj: pd.DataFrame, n_points: int = 5) -> float:

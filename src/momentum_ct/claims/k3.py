@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from ..ct.fit import geometric_ratio, loglog_slope
-from ..ct.integrate import OdeOptions, integrate
-from ..ct.modified import MODIFIED_LOSSES, coefficient, gradient_and_curvature, modified_flow, time_scale
+from ..ct.integrate import OdeOptions, integrate_stack
+from ..ct.modified import MODIFIED_LOSSES, coefficient, gradient_and_curvature, modified_flows, time_scale
 from ..io import stack
 from ..optim import coefficients, get_method
 from . import k1
@@ -99,6 +99,7 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     t_tr = {h: transient_time(h, spec.lam) for h in hs}
     t0 = min(max(t_tr.values(), default=0.0), 0.5 * t_max)
     columns = _empty_columns()
+    flows = []  # (kind, formula, h, steps, t, start, c, scale): the modified flows to integrate
     info: dict[str, Any] = dict(claim="K3", ode=ode.as_dict(), t0=t0, transient_time={repr(h): t_tr[h] for h in hs},
                                 transient_rule=f"lam^k < h^{TRANSIENT_POWER}, t0 capped at half the horizon",
                                 excluded_h=[h for h in hs if t_tr[h] > t0], coefficients={}, aliases={},
@@ -117,16 +118,20 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
                    for f in FORMULAS}  # each formula -> the first one with the same coefficient (it is integrated)
         info["coefficients"][repr(h)] = coefs
         info["aliases"][repr(h)] = aliases
-        y = integrate(modified_flow(problem, coefs[PAPER], scale), problem.x0, t, ode).numpy()
-        _append(columns, "modified_flow_from_start", PAPER, h, steps, t, y)
+        flows.append(("modified_flow_from_start", PAPER, h, steps, t, problem.x0, coefs[PAPER], scale))
         if h in info["excluded_h"]:
             continue
         start = int(np.argmax(t >= t0))
         info["start_step"][repr(h)] = int(steps[start])
         x_start = torch.as_tensor(x[start])
         for f in sorted(set(aliases.values()), key=FORMULAS.index):
-            y = integrate(modified_flow(problem, coefs[f], scale), x_start, t[start:] - t[start], ode).numpy()
-            _append(columns, "modified_flow", f, h, steps[start:], t[start:], y)
+            flows.append(("modified_flow", f, h, steps[start:], t[start:], x_start, coefs[f], scale))
+    if flows:  # every flow of the series in one solve, each member from its own start (the flows are autonomous)
+        kind, formula, hs_, steps_, ts, starts, cs, scales = zip(*flows)
+        rhs = modified_flows(problem, torch.tensor(cs, dtype=torch.float64), torch.tensor(scales, dtype=torch.float64))
+        ys = integrate_stack(rhs, torch.stack(starts), [t - t[0] for t in ts], ode)
+        for member in zip(kind, formula, hs_, steps_, ts, ys):
+            _append(columns, *member[:5], member[5].numpy())
     info["curvature_max"] = k1.path_curvature(problem, traj)
     return columns, info
 

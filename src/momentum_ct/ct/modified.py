@@ -76,6 +76,18 @@ def modified_flow(problem: Problem, c: float, scale: float) -> Callable[[Tensor,
     return rhs
 
 
+def modified_flows(problem: Problem, c: Tensor, scale: Tensor) -> Callable[[Tensor], Tensor]:
+    """Right-hand side of a stack of modified flows for ``integrate_stack``: member ``b`` (a row of ``X``) follows
+    ``-scale[b] * grad (f + c[b] |grad f|^2)``; the gradients and curvatures of all members in one vmapped call."""
+    both = torch.func.vmap(lambda x: gradient_and_curvature(problem, x))
+
+    def rhs(xs):
+        g, hg = both(xs)
+        return -scale[:, None] * (g + 2.0 * c[:, None] * hg)
+
+    return rhs
+
+
 def time_scale(step_size: float, momentum: float, h: float) -> float:
     """``s / (h (1 - mu))``: the factor of a run's modified flow in nominal time ``t = k h``."""
     return step_size / (h * (1.0 - momentum))
