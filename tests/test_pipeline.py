@@ -232,6 +232,9 @@ def test_second_replicate_in_the_same_folder_is_refused(tmp_path):
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
-    # the killed holder's lock is gone: it can be taken at once
-    free = subprocess.run(["flock", "--nonblock", str(lock), "true"], timeout=10)
-    assert free.returncode == 0
+    # the killed holder's lock is gone once its processes are (the child ``sleep`` holds the lock's file too,
+    # and dies a moment after the ``flock`` that was waited for)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["flock", "--nonblock", str(lock), "true"], timeout=10).returncode != 0:
+        assert time.monotonic() < deadline, "the killed holder's lock was not released"
+        time.sleep(0.05)
