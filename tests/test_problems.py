@@ -1,6 +1,7 @@
 """Problems: closed-form gradients and Hessian-vector products, data, registry errors, determinism."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -264,3 +265,26 @@ def test_digits_late_starts_near_a_non_degenerate_minimum():
     torch.testing.assert_close(problem.extra["gradient_covariance"], torch.cov(grads.T, correction=0),
                                rtol=1e-9, atol=1e-12)
     assert float(torch.linalg.vector_norm(problem.x0 - w)) == pytest.approx(0.1)
+
+
+def test_bundled_digits_come_from_the_cache_and_equal_scikit_learns(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    from momentum_ct.problems import digits_mlp
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = digits_mlp.bundled_digits()  # from scikit-learn, written to the cache
+    (stored,) = (tmp_path / "momentum_ct").glob("digits-sklearn-*.npz")
+    # the cache is what is read next: a changed file is what comes back
+    images, labels = first
+    np.savez(stored, data=images[:10], target=labels[:10])
+    assert len(digits_mlp.bundled_digits()[1]) == 10
+    stored.unlink()
+    images, labels = digits_mlp.bundled_digits()
+    reference = load_digits()
+    assert images.dtype == reference.data.dtype and np.array_equal(images, reference.data)
+    assert np.array_equal(labels, reference.target)
+    # an unwritable cache falls back to scikit-learn
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    assert np.array_equal(digits_mlp.bundled_digits()[0], reference.data)

@@ -7,7 +7,12 @@ order-of-convergence measurements need (ReLU kinks break the Taylor expansions).
 from __future__ import annotations
 
 import functools
+import os
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,13 +30,39 @@ def load_digits_tensors(split_seed: int = 0, test_fraction: float = 0.2):
     return (x_train.clone(), y_train.clone()), (x_test.clone(), y_test.clone())
 
 
-@functools.lru_cache(maxsize=8)  # validation, sizing and training each build the problem: read the data once
-def _load_digits(split_seed: int, test_fraction: float):
+def bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: images (1797 x 64, float64) and labels.
+
+    Kept as an ``.npz`` per scikit-learn version in the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``,
+    folder ``momentum_ct``): reading it takes milliseconds, importing scikit-learn seconds, and every process
+    that builds a digits problem (each validation of a config, each job) would pay them. Where the cache
+    cannot be written, the data come from scikit-learn every time.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "momentum_ct"
+    path = cache / f"digits-sklearn-{version('scikit-learn')}.npz"
+    try:
+        with np.load(path) as stored:
+            return stored["data"], stored["target"]
+    except (OSError, KeyError, ValueError):
+        pass
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float64)
-    y = torch.tensor(data.target, dtype=torch.long)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache, suffix=".npz", delete=False) as tmp:
+            np.savez(tmp, data=data.data, target=data.target)
+        os.replace(tmp.name, path)  # whole or not at all, whatever other processes do meanwhile
+    except OSError:
+        pass
+    return data.data, data.target
+
+
+@functools.lru_cache(maxsize=8)  # validation, sizing and training each build the problem: read the data once
+def _load_digits(split_seed: int, test_fraction: float):
+    images, labels = bundled_digits()
+    x = torch.tensor(images, dtype=torch.float64)
+    y = torch.tensor(labels, dtype=torch.long)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
     n_test = int(round(test_fraction * len(y)))
     test, train = perm[:n_test], perm[n_test:]
