@@ -233,3 +233,22 @@ def test_lag_estimate_matches_heavy_ball(measured):
     for lam in (0.5, 0.9):
         got = measured[("quadratic", "hb", lam)]["K2"]["error_ratio"]["measured"]
         assert got == pytest.approx(k2.lag_ratio("hb", lam), rel=0.1)
+
+
+@pytest.mark.parametrize("method", ["hb", "nag"])
+def test_stacked_modified_flows_equal_one_solve_per_flow(method, monkeypatch):
+    """K3's stacked solve of a series' flows (small problems) against one solve per flow (large problems):
+    the same rows, the same values to the solver's tolerance."""
+    spec = SeriesSpec(experiment="test", problem="quadratic", method=method, lam=0.5, seed=0,
+                      h=h_grid({"start": 0.05, "halvings": 2, "scale_with_momentum": True}, 0.5),
+                      t_max=1.0, n_records=20, dense_steps=10, problem_options=dict(dim=4, condition=5.0))
+    columns, meta = run_series(spec, log=lambda _: None)
+    traj = pd.DataFrame(columns)
+    stacked, _ = k3.predict(traj, meta, ODE)
+    monkeypatch.setattr(k3, "STACK_MAX_DIM", 0)
+    alone, _ = k3.predict(traj, meta, ODE)
+    flows = [i for i, kind in enumerate(stacked["kind"]) if kind.startswith("modified_flow")]
+    assert len(flows) > 40 and {stacked["formula"][i] for i in flows} >= {k3.PAPER, "flow"}
+    for key in ("kind", "formula", "h", "step", "t"):
+        assert stacked[key] == alone[key], key
+    np.testing.assert_allclose(np.stack(stacked["x"]), np.stack(alone["x"]), rtol=0, atol=1e-9)

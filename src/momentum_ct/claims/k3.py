@@ -35,8 +35,9 @@ import pandas as pd
 import torch
 
 from ..ct.fit import geometric_ratio, loglog_slope
-from ..ct.integrate import OdeOptions, integrate_stack
-from ..ct.modified import MODIFIED_LOSSES, coefficient, gradient_and_curvature, modified_flows, time_scale
+from ..ct.integrate import OdeOptions, integrate, integrate_stack
+from ..ct.modified import (MODIFIED_LOSSES, coefficient, gradient_and_curvature, modified_flow, modified_flows,
+                           time_scale)
 from ..io import stack
 from ..optim import coefficients, get_method
 from . import k1
@@ -48,6 +49,11 @@ FLOOR_FACTOR = {"leading": 10.0, "corrected": 100.0}
 TRANSIENT_POWER = 3  # lam^k < h^3
 MANIFOLD_KINDS = {"leading": "manifold", "corrected": "manifold_corrected"}
 PREDICTION_COLUMNS = ("kind", "formula", "h", "step", "t", "x")
+# Up to this dimension a series' modified flows are one stacked solve (about 10x faster on the quadratic and
+# the toy, whose right-hand sides cost little more than their call overhead); above it, one solve per flow:
+# on the digits MLP the arithmetic dominates and the stack, stepping as finely as its most demanding member,
+# was slower (0.8x, benchmarks/predictions.py).
+STACK_MAX_DIM = 100
 
 
 def transient_time(h: float, lam: float) -> float:
@@ -126,12 +132,16 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
         x_start = torch.as_tensor(x[start])
         for f in sorted(set(aliases.values()), key=FORMULAS.index):
             flows.append(("modified_flow", f, h, steps[start:], t[start:], x_start, coefs[f], scale))
-    if flows:  # every flow of the series in one solve, each member from its own start (the flows are autonomous)
+    if flows and problem.dim <= STACK_MAX_DIM:
+        # every flow of the series in one solve, each member from its own start (the flows are autonomous)
         kind, formula, hs_, steps_, ts, starts, cs, scales = zip(*flows)
         rhs = modified_flows(problem, torch.tensor(cs, dtype=torch.float64), torch.tensor(scales, dtype=torch.float64))
-        ys = integrate_stack(rhs, torch.stack(starts), [t - t[0] for t in ts], ode)
-        for member in zip(kind, formula, hs_, steps_, ts, ys):
-            _append(columns, *member[:5], member[5].numpy())
+        ys = [y.numpy() for y in integrate_stack(rhs, torch.stack(starts), [t - t[0] for t in ts], ode)]
+    else:
+        ys = [integrate(modified_flow(problem, c, scale), start, t - t[0], ode).numpy()
+              for *_, t, start, c, scale in flows]
+    for (kind, formula, h, steps, t, *_), y in zip(flows, ys):
+        _append(columns, kind, formula, h, steps, t, y)
     info["curvature_max"] = k1.path_curvature(problem, traj)
     return columns, info
 
