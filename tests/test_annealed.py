@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from momentum_ct.ct.late_time import (
-    critical_rate, lms_optimal_limit, lms_scalar_limit, optimal_limit_covariance, scalar_limit_covariance,
+    critical_rate, lms_optimal_limit, lms_scalar_limit, mean_square_bound, optimal_limit_covariance,
+    scalar_limit_covariance,
 )
 from momentum_ct.errors import ConfigError
 from momentum_ct.optim import resolve_method
@@ -67,6 +68,27 @@ def test_late_time_formulas_agree_with_the_general_lyapunov_solution():
     assert mus[int(np.argmin(values))] == pytest.approx(2.0) and min(values) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="mu_crit"):
         scalar_limit_covariance(h, h, 2.0)
+
+
+def test_mean_square_bound_of_the_one_sample_estimate():
+    h = np.diag(EIGS)
+    assert mean_square_bound(np.stack([h, h])) == pytest.approx(2.0 / max(EIGS), rel=1e-8)  # no noise: exact H
+    a = np.array([0.5, 1.0, 4.0])  # one dimension: E(1 - mu a)^2 = 1 at mu = 2 E[a] / E[a^2]
+    assert mean_square_bound(a[:, None, None]) == pytest.approx(2 * a.mean() / (a**2).mean(), rel=1e-8)
+    # LMS samples x x^T: the second moment P <- E[(I - mu A) P (I - mu A)] decays just below the bound and grows
+    # just above it (iterated directly, not through the Kronecker form)
+    x = lms().extra["sample_inputs"].numpy()
+    samples = x[:, :, None] * x[:, None, :]
+    bound = mean_square_bound(samples)
+    assert bound < 2.0 / max(EIGS)
+    for factor, grows in ((0.97, False), (1.03, True)):
+        step = np.eye(3) - factor * bound * samples
+        p = np.eye(3)
+        for _ in range(3000):
+            p = np.mean(step @ p @ step, axis=0)
+            p /= np.linalg.norm(p)
+            rate = np.linalg.norm(np.mean(step @ p @ step, axis=0))
+        assert (rate > 1.0) == grows, (factor, rate)
 
 
 # -- the engine ---------------------------------------------------------------------------------------------

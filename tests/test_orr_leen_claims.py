@@ -54,14 +54,19 @@ def test_o2_exponent_below_mu_crit_and_the_best_rate_in_one_dimension():
 
 
 def test_o3_exact_hessian_reaches_the_optimum_and_large_mu0_diverges_on_record():
-    rows = measured("O3", methods=["matrix_momentum_exact", "matrix_momentum"], lam=[0.0], h=[0.2, 1.6],
+    rows = measured("O3", methods=["matrix_momentum_exact", "matrix_momentum"], lam=[0.0], h=[0.2, 0.4, 1.6],
                     seeds={"count": 150}, samples=2000)
     exact = rows[(rows["quantity"] == "late_value_exact_hessian")].set_index("h_min")
     assert exact.loc[0.2, "predicted"] == pytest.approx(1 / 2 + 1 + 2)
     assert abs(exact.loc[0.2, "measured"] / exact.loc[0.2, "predicted"] - 1) < 0.1
     assert math.isinf(exact.loc[1.6, "measured"]) and exact.loc[1.6, "verdict"] == "inconclusive"  # diverged
+    # the one-sample estimate: stable at 0.2, unstable at 0.4, around its mean-square bound (about 0.29 here)
     boundary = rows[rows["quantity"] == "instability_mu0"].iloc[0]
-    assert (boundary["ci_low"], boundary["ci_high"]) == (0.2, 1.6) and boundary["verdict"] == "supported"
+    assert 0.2 < boundary["predicted"] < 0.4 < 2 / max(LMS["eigenvalues"])
+    assert (boundary["ci_low"], boundary["ci_high"]) == (0.2, 0.4) and boundary["verdict"] == "supported"
+    one_sample = rows[(rows["quantity"] == "late_value_one_sample")].set_index("h_min")
+    assert one_sample.loc[0.2, "verdict"] == "inconclusive"  # above mu_ms/5: outside the stated range
+    assert "outside the asymptotic regime: max(5 mu0/mu_ms" in one_sample.loc[0.2, "note"]
 
 
 def test_a_diverged_run_is_infinite_from_its_divergence_on():
@@ -86,4 +91,6 @@ def test_batch_cg_reads_whole_data_sets_and_finds_the_minimiser_of_a_quadratic()
     problem = make_problem("lms", **LMS)
     samples, errors = batch_cg(problem, 50 * problem.n_train)
     assert np.all(samples % problem.n_train == 0) and errors[0] == pytest.approx(0.01)
-    assert errors[-1] < 1e-16  # three eigenvalues: CG is exact after about three iterations
+    # three eigenvalues: exact CG would end in three iterations; with scipy's inexact (Wolfe) line search it takes a
+    # few more, down to where the line search loses precision
+    assert errors[-1] < 1e-10 * errors[0] and len(errors) <= 20

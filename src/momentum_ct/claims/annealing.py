@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ct.late_time import critical_rate, lms_optimal_limit, lms_scalar_limit, optimal_limit_covariance, \
-    scalar_limit_covariance
+from ..ct.late_time import MEAN_SQUARE_MAX_DIM, critical_rate, lms_optimal_limit, lms_scalar_limit, \
+    mean_square_bound, optimal_limit_covariance, scalar_limit_covariance
 from ..io import stack
 from ..optim import resolve_method
 from ..optim.annealed import AnnealedSGD, MatrixMomentum
@@ -50,6 +50,10 @@ def hessian_and_noise(problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def eigenvalues(problem: Problem) -> np.ndarray:
+    """The Hessian's eigenvalues at ``w*``, ascending: the stated ones where the problem states them (LMS), so that a
+    regime bound met with equality (``mu_eff = 2 mu_crit``) is not decided by the round-off of a decomposition."""
+    if "eigenvalues" in problem.extra:
+        return np.sort(problem.extra["eigenvalues"].numpy())
     return np.linalg.eigvalsh(hessian_at_minimum(problem).numpy())
 
 
@@ -83,6 +87,16 @@ def optimal_prediction(problem: Problem) -> float:
         return lms_optimal_limit(problem.extra["eigenvalues"].numpy(), problem.extra["noise_variance"])
     hs = hessian_and_noise(problem)
     return math.nan if hs is None else float(np.trace(optimal_limit_covariance(*hs)))
+
+
+def one_sample_bound(problem: Problem) -> float:
+    """The ``mu0`` above which matrix momentum with a one-sample ``H`` estimate is not mean-square stable, where the
+    problem states its samples' Hessians (LMS: ``x x^T`` of its inputs) in few dimensions; NaN otherwise."""
+    inputs = problem.extra.get("sample_inputs")
+    if inputs is None or inputs.shape[1] > MEAN_SQUARE_MAX_DIM:
+        return math.nan
+    x = inputs.numpy()
+    return mean_square_bound(x[:, :, None] * x[:, None, :])
 
 
 def squared_errors(traj: pd.DataFrame, problem: Problem) -> pd.DataFrame:

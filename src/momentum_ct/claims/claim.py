@@ -82,6 +82,8 @@ class Quantity:
         """
         if not math.isfinite(measured):
             return INCONCLUSIVE, "not measured (no finite value)"
+        if not math.isfinite(predicted):
+            return INCONCLUSIVE, "no finite prediction here"
         if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
             return INCONCLUSIVE, (f"outside the asymptotic regime: {self.regime_text} = {regime:.3g} > "
                                   f"{self.regime_limit:g}")

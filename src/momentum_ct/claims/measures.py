@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from ..ct.integrate import OdeOptions
@@ -12,13 +13,33 @@ from .claim import Claim
 from .registry import get_claim
 
 
+def series_positions(frame: pd.DataFrame):
+    """A function ``key -> positions of that series' rows`` (``key = (method, lam, seed)``, file order), from one
+    grouping of the frame: a shard of a Monte Carlo holds thousands of series, and one mask per series would
+    scan the whole frame each time."""
+    positions = frame.groupby(list(SERIES_KEYS), sort=False).indices if len(frame) else {}
+    empty = np.array([], dtype=np.int64)
+    return lambda key: positions.get(tuple(key), empty)
+
+
+def rows_by_series(frame: pd.DataFrame):
+    """A function ``key -> the rows of that series`` (a frame of its own)."""
+    positions = series_positions(frame)
+    return lambda key: frame.take(positions(key)).reset_index(drop=True)
+
+
 def series_of(traj: pd.DataFrame, meta: dict[str, Any]):
     """Yield ``(key, series_traj, series_meta)`` for every series of a shard."""
+    rows = rows_by_series(traj)
+    for key, series_meta in series_keys(meta):
+        yield key, rows(key), series_meta
+
+
+def series_keys(meta: dict[str, Any]):
+    """Yield ``(key, series_meta)`` for every series of a shard, in the shard's order."""
     for series_meta in meta["series"]:
         spec = SeriesSpec.from_dict(series_meta["spec"])
-        key = (spec.method, spec.lam, spec.seed)
-        mask = (traj["method"] == spec.method) & (traj["lam"] == spec.lam) & (traj["seed"] == spec.seed)
-        yield key, traj[mask].reset_index(drop=True), series_meta
+        yield (spec.method, spec.lam, spec.seed), series_meta
 
 
 def measure_series_claim(claim: Claim, shards: list[dict], options: dict[str, Any]):
@@ -26,10 +47,10 @@ def measure_series_claim(claim: Claim, shards: list[dict], options: dict[str, An
     rows, points = [], []
     for s in shards:
         infos = {tuple(i["key"]): i for i in s["info"]["series"]} if "info" in s else {}
+        predictions = rows_by_series(s["pred"]) if "pred" in s else None
         for key, traj, meta in series_of(s["traj"], s["meta"]):
-            if "pred" in s:
-                mask = (s["pred"]["method"] == key[0]) & (s["pred"]["lam"] == key[1]) & (s["pred"]["seed"] == key[2])
-                pred, info = s["pred"][mask].reset_index(drop=True), infos[key]
+            if predictions is not None:
+                pred, info = predictions(key), infos[key]
             else:
                 pred, info = None, None
             r, p = claim.measure(traj, pred, info, meta, **options)
@@ -42,12 +63,18 @@ def measure_experiment_claim(claim: Claim, shards: list[dict], options: dict[str
     """Claims that compare the series of an experiment with one another (methods against methods)."""
     by_experiment: dict[str, list] = {}
     for s in shards:
-        for key, traj, meta in series_of(s["traj"], s["meta"]):
-            by_experiment.setdefault(meta["spec"]["experiment"], []).append((key, traj, meta))
+        positions = series_positions(s["traj"])
+        parts: dict[str, list] = {}
+        for key, meta in series_keys(s["meta"]):
+            parts.setdefault(meta["spec"]["experiment"], []).append((key, positions(key), meta))
+        # one take per shard and experiment (series after series, as in the shard's meta), not one per series
+        for exp, items in parts.items():
+            rows = s["traj"].take(np.concatenate([p for _, p, _ in items])).reset_index(drop=True)
+            by_experiment.setdefault(exp, []).append((rows, [(k, m) for k, _, m in items]))
     rows, points = [], []
-    for exp, items in sorted(by_experiment.items()):
-        traj = pd.concat([t for _, t, _ in items], ignore_index=True)
-        specs = {k: SeriesSpec.from_dict(m["spec"]) for k, _, m in items}
+    for exp, pieces in sorted(by_experiment.items()):
+        traj = pd.concat([t for t, _ in pieces], ignore_index=True)
+        specs = {k: SeriesSpec.from_dict(m["spec"]) for _, items in pieces for k, m in items}
         r, p = claim.measure(traj, specs, **options)
         rows += r
         points.append(p)

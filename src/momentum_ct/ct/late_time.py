@@ -6,6 +6,11 @@ with Hessian ``H`` and per-sample gradient covariance ``S``.
 - the optimal matrix rate ``H^{-1} / t``: ``C = H^{-1} S H^{-1}``, for LMS ``tr C = s2 tr(H^{-1})``;
 - below ``mu_crit = 1 / (2 lam_min)``: ``E|v|^2`` decays like ``t^(-2 mu lam_min)``, slower than ``1/t``.
 Constant momentum ``beta`` with ``mu0`` acts at late times as ``mu_eff = mu0 / (1 - beta)``.
+
+Matrix momentum with a one-sample estimate ``A_t`` of ``H`` moves its step ``d_t = w_t - w_{t-1}`` by
+``d_{t+1} = (I - mu0 A_t) d_t + mu_t G_t``; once ``mu_t`` is small, the step's second moment stays bounded only
+while that random product is mean-square stable (``mean_square_bound``), a stricter bound than the exact-H
+``mu0 lam_max < 2``.
 """
 from __future__ import annotations
 
@@ -55,6 +60,37 @@ def optimal_limit_covariance(hessian: np.ndarray, covariance: np.ndarray) -> np.
     """``C = H^{-1} S H^{-1}`` (the optimal matrix rate ``H^{-1} / t``)."""
     h_inv_s = np.linalg.solve(hessian, covariance)
     return np.linalg.solve(hessian, h_inv_s.T).T
+
+
+# The mean-square bound is computed on d^2 x d^2 matrices: only for small dimensions.
+MEAN_SQUARE_MAX_DIM = 12
+
+
+def mean_square_bound(sample_hessians: np.ndarray, tol: float = 1e-10) -> float:
+    """The least ``mu0 > 0`` where ``d -> (I - mu0 A) d`` with ``A`` drawn uniformly from ``sample_hessians``
+    (``n x d x d``, symmetric) stops being mean-square stable: where the spectral radius of
+    ``E[(I - mu0 A) (x) (I - mu0 A)] = I - mu0 (I (x) H + H (x) I) + mu0^2 E[A (x) A]`` reaches 1 (``H = E A``). At
+    most ``2/lam_max(H)``, the bound of the exact ``H``; NaN above ``MEAN_SQUARE_MAX_DIM`` dimensions."""
+    a = np.asarray(sample_hessians, dtype=float)
+    d = a.shape[1]
+    if d > MEAN_SQUARE_MAX_DIM:
+        return math.nan
+    hessian = a.mean(axis=0)
+    second = np.einsum("nij,nkl->ikjl", a, a).reshape(d * d, d * d) / len(a)
+    first = np.kron(np.eye(d), hessian) + np.kron(hessian, np.eye(d))
+
+    def radius(mu: float) -> float:
+        return float(np.abs(np.linalg.eigvalsh(np.eye(d * d) - mu * first + mu * mu * second)).max())
+
+    top = 2.0 / float(np.linalg.eigvalsh(hessian).max())
+    # the first crossing of 1 on a grid, then bisection (the radius starts below 1 and is >= 1 at the top)
+    grid = np.linspace(0.0, top, 201)[1:]
+    high = next((float(mu) for mu in grid if radius(mu) >= 1.0), top)  # round-off may leave the top just below 1
+    low = high - grid[0]
+    while high - low > tol * high:
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if radius(mid) < 1.0 else (low, mid)
+    return 0.5 * (low + high)
 
 
 def subcritical_exponent(eigenvalues, mu: float) -> float:

@@ -2,6 +2,7 @@
 ``t`` on log-log axes with confidence bands, and the late-time ``t E|v|^2`` against the effective rate."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -10,6 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..claims.claim import Claim
+from ..claims.o3 import SMALL_FRACTION
 from .style import empty_panel, log_axes, save, setup
 
 
@@ -126,12 +128,14 @@ def stability(inputs: dict[str, Any], output: str, claim: Claim) -> None:
                     ms=4, mfc="none", capsize=2, label=method)
         if (~finite).any():
             ax.plot(g["h"][~finite], np.full((~finite).sum(), ax.get_ylim()[1]), "x", color="red", ms=7)
-    lam_max = None
-    rows = pd.read_csv(inputs["fits"]) if "fits" in inputs else None
-    if rows is not None and "instability_mu0" in set(rows["quantity"]):
-        lam_max = 2.0 / float(rows.loc[rows["quantity"] == "instability_mu0", "predicted"].iloc[0])
-    if lam_max:
-        ax.axvline(2.0 / lam_max, color="grey", ls=":", lw=1, label="2/lam_max")
+    exact = float(late["exact_bound"].iloc[0]) if "exact_bound" in late else math.nan
+    if math.isfinite(exact):
+        ax.axvline(exact, color="grey", ls=":", lw=1, label="2/lam_max")
+    bound = float(late["mean_square_bound"].iloc[0]) if "mean_square_bound" in late else math.nan
+    if math.isfinite(bound):
+        ax.axvline(bound, color="grey", ls="--", lw=1, label="mu_ms (one-sample)")
+        ax.axvspan(ax.get_xlim()[0], SMALL_FRACTION * bound, color="grey", alpha=0.12, lw=0,
+                   label=f"judged: mu0 <= {SMALL_FRACTION:g} mu_ms")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set(xscale="log", yscale="log", xlabel="mu0", ylabel="late t E|v|^2 / s2 tr(H^-1)")
     ax.legend(fontsize=7)

@@ -6,7 +6,8 @@ input points and ``n_noise`` noise values: the inputs are whitened and scaled so
 exactly ``H = Q diag(eigenvalues) Q^T`` (``Q`` a random rotation, or the identity), and the noise values come in
 ``+-`` pairs scaled to mean square ``s2``. On that set, with samples drawn uniformly with replacement,
 ``E[x x^T] = H``, ``E[r x] = 0`` (so ``w*`` is the exact minimiser) and the per-sample gradient covariance at ``w*``
-is ``S = E[r^2 x x^T] = s2 H``. The seed sets only the start point ``w* + start_distance * u`` (``u`` a random unit
+is ``S = E[r^2 x x^T] = s2 H``. A sample's Hessian is ``x x^T``: ``extra["sample_inputs"]`` holds the distinct inputs,
+each drawn equally often. The seed sets only the start point ``w* + start_distance * u`` (``u`` a random unit
 vector), so every seed of one data set shares the instance and the seeds are the Monte Carlo's runs.
 """
 from __future__ import annotations
@@ -63,5 +64,5 @@ def make_lms(*, seed: int = 0, eigenvalues: list[float] = (1.0, 0.5, 0.2), noise
         x0=x0, loss=least_squares_loss, grad=least_squares_grad, hessian_vector=hessian_vector, train_data=(xs, ys), hessian=hessian,
         minimiser=w_star, seed_sets_start_only=True,
         extra=dict(eigenvalues=lam, noise_variance=float(noise_variance),
-                   gradient_covariance=noise_variance * hessian),
+                   gradient_covariance=noise_variance * hessian, sample_inputs=inputs),
     )

@@ -36,6 +36,24 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tupl
     return mean, np.where(np.isfinite(mean), half, np.inf)
 
 
+def jackknife_ci(values: np.ndarray, statistic, confidence: float = 0.95, blocks: int = 20) -> tuple[float, float]:
+    """``statistic`` of the mean over runs (rows) and the half-width of its delete-a-block jackknife interval
+    (``blocks`` blocks of runs, t quantile): the Monte Carlo uncertainty of a statistic of a whole mean curve, such
+    as a slope over its recorded steps, whose points share their runs and so are not independent."""
+    from scipy import stats
+    values = np.asarray(values, dtype=float)
+    n = values.shape[0]
+    estimate = float(statistic(values.mean(axis=0)))
+    b = min(blocks, n)
+    if b < 2 or not np.all(np.isfinite(values)):
+        return estimate, float("inf")
+    total = values.sum(axis=0)
+    parts = np.array_split(np.arange(n), b)
+    leave_out = np.array([float(statistic((total - values[i].sum(axis=0)) / (n - len(i)))) for i in parts])
+    spread = np.sqrt((b - 1) / b * np.sum((leave_out - leave_out.mean()) ** 2))
+    return estimate, float(stats.t.ppf(0.5 + confidence / 2, b - 1) * spread)
+
+
 def ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """``mean(a) / mean(b)`` over paired runs and its delta-method half-width (pairs share their seed's samples,
     so their correlation narrows the interval)."""
