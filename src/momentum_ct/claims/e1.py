@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..optim import EnsembleKalmanInversion, resolve_method
