@@ -7,12 +7,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..io import stack
 from ..problems import Problem, make_problem
 from ..train.series import SeriesSpec
 
 # Below this the error is float64 round-off, not convergence (SCIENCE.md 1.4a).
 ROUNDOFF_FLOOR = 1e-11
+# Predictions hold, per recorded step, the distance the measures read (``err``: recorded iterate to predicted
+# iterate, or velocity to predicted velocity); their predicted vectors (``x``) too up to this dimension, for users
+# and the phase portrait. Above it the vectors would make a network's predictions a second copy of its trajectories.
+VECTOR_MAX_DIM = 16
 
 MEASURE_COLUMNS = ["claim_id", "experiment", "problem", "method", "lam", "seed", "quantity", "predicted",
                    "measured", "ci_low", "ci_high", "h_min", "h_max", "regime", "n_points", "note"]
@@ -28,12 +31,21 @@ def flow_scale(spec: SeriesSpec) -> float:
     return 1.0 if spec.method == "gd" else 1.0 / (1.0 - spec.lam)
 
 
-def sup_errors(traj: pd.DataFrame, predicted: np.ndarray, rows: np.ndarray | None = None) -> pd.DataFrame:
-    """``sup_k |x_k - x(t_k)|`` per h over the recorded rows (optionally a boolean subset)."""
-    x = stack(traj["x"])
-    err = np.linalg.norm(x - predicted, axis=1)
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a_k - b_k|`` per row (rows: recorded steps)."""
+    return np.linalg.norm(a - b, axis=1)
+
+
+def keeps_vectors(problem: Problem) -> bool:
+    return problem.dim <= VECTOR_MAX_DIM
+
+
+def sup_errors(h: np.ndarray, err: np.ndarray, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """``sup_k |x_k - x(t_k)|`` per h over the recorded rows (optionally a boolean subset), from the per-row
+    distances ``err`` (a non-finite distance counts as infinite)."""
+    err = np.asarray(err, dtype=float)
     err = np.where(np.isfinite(err), err, np.inf)
-    frame = pd.DataFrame({"h": traj["h"].to_numpy(), "err": err})
+    frame = pd.DataFrame({"h": np.asarray(h), "err": err})
     if rows is not None:
         frame = frame[rows]
     return frame.groupby("h", sort=True)["err"].max().reset_index()

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..io import stack
 from ..optim import EnsembleKalmanInversion, MethodSpec, resolve_method
 from .claim import Claim, Figure, Quantity, quantities
-from .common import fit_window, problem_of, row, sup_errors
+from .common import distances, fit_window, problem_of, row, sup_errors
 
 # Below this the forward map is linear to round-off, and the two flows must coincide.
 LINEAR = 1e-8
@@ -63,7 +63,7 @@ def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, f
     """The order of the mean's distance to the ensemble flow, and the gap between the two flows."""
     spec, _ = problem_of(meta)
     flows = {kind: stack(pred.loc[pred["kind"] == kind, "x"]) for kind in ("ensemble_flow", "gradient_flow")}
-    err = sup_errors(traj, flows["ensemble_flow"])
+    err = sup_errors(traj["h"].to_numpy(), distances(stack(traj["x"]), flows["ensemble_flow"]))
     err["regime"] = err["h"] * info["stiffness"]
     window = fit_window(err, fit_points)
     fit = loglog_slope(window["h"], window["err"], confidence)

@@ -10,7 +10,7 @@ from ..ct.fit import loglog_slope, max_curvature, rescaling_factor
 from ..ct.flows import gradient_flow
 from ..ct.integrate import OdeOptions, integrate
 from ..io import stack
-from .common import fit_window, flow_scale, problem_of, regime_number, row, sup_errors
+from .common import distances, fit_window, flow_scale, keeps_vectors, problem_of, regime_number, row, sup_errors
 
 # Grid of the plain flow used to fit c: cubic-spline error ~ spacing^4 stays far below the O(h) effects
 # measured even with the coarse grid, which keeps network predictions to tens of MB.
@@ -20,10 +20,12 @@ LARGE_DIM = 100
 
 
 def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptions()) -> tuple[dict, dict]:
-    """The rescaled flow at every recorded ``t``, and the plain flow on a grid (for fitting ``c``).
+    """The rescaled flow at every recorded ``t``, and the plain flow on a grid, from which ``c`` is fitted here.
 
-    Returns ``(columns, info)``; ``columns`` has ``kind`` (``rescaled_flow`` / ``plain_flow``), ``h``,
-    ``step``, ``t`` and ``x``.
+    Returns ``(columns, info)``; ``columns`` has ``kind`` (``rescaled_flow``; ``plain_flow`` where vectors are
+    kept), ``h``, ``step``, ``t``, ``err`` (``|x_k - x(t_k)|`` on the rescaled flow's rows) and, up to
+    ``VECTOR_MAX_DIM`` dimensions, the predicted ``x``; ``info["rescale_factor"]`` holds ``c`` per h for the two
+    finest h with finite errors above round-off (those the measure reports).
     """
     spec, problem = problem_of(meta)
     scale = flow_scale(spec)
@@ -34,15 +36,30 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     both = integrate(gradient_flow(problem, 1.0), problem.x0, np.concatenate([scale * t, s]), ode).numpy()
     x, y = both[: len(t)], both[len(t):]
     curvature = path_curvature(problem, traj)
-    columns = {
-        "kind": ["rescaled_flow"] * len(t) + ["plain_flow"] * len(s),
-        "h": np.concatenate([traj["h"].to_numpy(), np.full(len(s), np.nan)]),
-        "step": np.concatenate([traj["step"].to_numpy(), np.full(len(s), -1)]),
-        "t": np.concatenate([t, s]),
-        "x": list(x) + list(y),
-    }
-    info = dict(claim="K1", ode=ode.as_dict(), curvature_max=curvature, flow_scale=scale)
+    err = distances(stack(traj["x"]), x)
+    if keeps_vectors(problem):
+        columns = {
+            "kind": ["rescaled_flow"] * len(t) + ["plain_flow"] * len(s),
+            "h": np.concatenate([traj["h"].to_numpy(), np.full(len(s), np.nan)]),
+            "step": np.concatenate([traj["step"].to_numpy(), np.full(len(s), -1)]),
+            "t": np.concatenate([t, s]),
+            "err": np.concatenate([err, np.full(len(s), np.nan)]),
+            "x": list(x) + list(y),
+        }
+    else:
+        columns = {"kind": ["rescaled_flow"] * len(t), "h": traj["h"].to_numpy(), "step": traj["step"].to_numpy(),
+                   "t": t, "err": err}
+    finest = sorted(fit_window(sup_errors(traj["h"].to_numpy(), err), 2)["h"])
+    factors = {repr(float(h)): rescale_estimate(traj, h, s, y, scale) for h in finest}
+    info = dict(claim="K1", ode=ode.as_dict(), curvature_max=curvature, flow_scale=scale, rescale_factor=factors)
     return columns, info
+
+
+def rescale_estimate(traj: pd.DataFrame, h: float, s: np.ndarray, y: np.ndarray, scale: float) -> float:
+    """``c`` fitted to the run of step ``h`` against the plain flow ``y`` on the grid ``s``, within a factor 2 of
+    its prediction ``scale``."""
+    run = traj[(traj["h"] == h) & np.isfinite(traj["loss"])]
+    return rescaling_factor(run["t"].to_numpy(), stack(run["x"]), s, y, (0.5 * scale, 2.0 * scale))
 
 
 def rescaled_flow(problem, spec, t: np.ndarray, ode: OdeOptions = OdeOptions()) -> np.ndarray:
@@ -62,7 +79,7 @@ def path_curvature(problem, traj: pd.DataFrame, n_points: int = 5) -> float:
 def errors(traj: pd.DataFrame, pred: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
     """Sup distance to the rescaled flow per h, over the recorded rows (or a boolean subset of them)."""
     flow = pred[pred["kind"] == "rescaled_flow"]
-    return sup_errors(traj, stack(flow["x"]), rows)
+    return sup_errors(traj["h"].to_numpy(), flow["err"].to_numpy(), rows)
 
 
 def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, fit_points: int = 4,
@@ -79,21 +96,16 @@ def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, f
     rows = [row("K1", spec, "order", 1.0, fit.slope, (fit.ci_low, fit.ci_high),
                 h_min=window["h"].min(), h_max=window["h"].max(), regime=window["regime"].max(),
                 n_points=fit.n_points, note=note)]
-    rows.append(_rescale_row(traj, pred, spec, window, meta))
+    rows.append(_rescale_row(info, spec, window))
     points = err.assign(claim_id="K1", experiment=spec.experiment, problem=spec.problem, method=spec.method,
                         lam=spec.lam, seed=spec.seed, model="rescaled_flow")
     return rows, points
 
 
-def _rescale_row(traj, pred, spec, window, meta) -> dict:
+def _rescale_row(info, spec, window) -> dict:
     predicted = flow_scale(spec)
-    plain = pred[pred["kind"] == "plain_flow"]
-    ok_h = [h for h in sorted(window["h"])][:2]
-    estimates = []
-    for h in ok_h:
-        run = traj[(traj["h"] == h) & np.isfinite(traj["loss"])]
-        estimates.append(rescaling_factor(run["t"].to_numpy(), stack(run["x"]), plain["t"].to_numpy(),
-                                          stack(plain["x"]), (0.5 * predicted, 2.0 * predicted)))
+    ok_h = [h for h in sorted(window["h"])][:2]  # the two finest: those predict fitted c for
+    estimates = [info["rescale_factor"][repr(float(h))] for h in ok_h]
     if not estimates:
         return row("K1", spec, "rescale_factor", predicted, float("nan"), note="no converged run")
     c = estimates[0]

@@ -23,7 +23,7 @@ from ..ct.second_order import alpha, initial_state, second_order, second_order_h
 from ..io import stack
 from ..optim import coefficients, get_method
 from . import k1
-from .common import fit_window, problem_of, regime_number, row, sup_errors
+from .common import distances, fit_window, keeps_vectors, problem_of, regime_number, row, sup_errors
 
 TRANSIENT_LEFT = 1e-3
 # prediction kinds: the substituted equation (every momentum method) and NAG's unsubstituted form
@@ -56,13 +56,14 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     """K1's rescaled flow and K2's model(s) at every recorded step, rows aligned with ``traj``.
 
     ``columns``: ``kind`` (``rescaled_flow``, ``second_order`` and, for NAG, ``second_order_hessian``),
-    ``h``, ``step``, ``t``, ``x``. K2's systems are stiff for small ``h`` and go to ``ode.stiff()``.
+    ``h``, ``step``, ``t``, ``err`` (``|x_k - x(t_k)|``) and, up to ``VECTOR_MAX_DIM`` dimensions, the predicted
+    ``x``. K2's systems are stiff for small ``h`` and go to ``ode.stiff()``.
     """
     spec, problem = problem_of(meta)
     info: dict[str, Any] = dict(claim="K2", ode=ode.as_dict())
     if not modelled(spec.method):
         info["skipped"] = f"{spec.method}: one-step method, no transient to model"
-        return {"kind": [], "h": [], "step": [], "t": [], "x": []}, info
+        return {"kind": [], "h": [], "step": [], "t": [], "err": []}, info
     stiff = ode.stiff()
     h_col, t = traj["h"].to_numpy(), traj["t"].to_numpy()
     parts = {"rescaled_flow": k1.rescaled_flow(problem, spec, t, ode)}
@@ -77,13 +78,17 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
         for kind, rhs in models.items():
             x = integrate(rhs, initial_state(problem), t[rows], stiff)[0].numpy()
             parts.setdefault(kind, np.full((len(t), problem.dim), np.nan))[rows] = x
-    columns = {"kind": [], "h": [], "step": [], "t": [], "x": []}
+    recorded = stack(traj["x"])
+    columns = {"kind": [], "h": [], "step": [], "t": [], "err": [], "x": []}
     for kind, x in parts.items():
         columns["kind"] += [kind] * len(t)
         columns["h"] += list(h_col)
         columns["step"] += list(traj["step"].to_numpy())
         columns["t"] += list(t)
+        columns["err"] += list(distances(recorded, x))
         columns["x"] += list(x)
+    if not keeps_vectors(problem):
+        del columns["x"]
     info.update(stiff_ode=stiff.as_dict(), alpha=alphas, initial_velocity="x'(0) = 0 (x_{-1} = x_0)",
                 curvature_max=k1.path_curvature(problem, traj), transient_steps=transient_steps(spec.lam),
                 transient_rule=f"steps k with lam^k >= {TRANSIENT_LEFT}")
@@ -94,7 +99,7 @@ def _errors(traj, pred, kind, rows=None) -> pd.DataFrame:
     part = pred[pred["kind"] == kind]
     if len(part) != len(traj):
         raise ValueError(f"K2 prediction {kind!r} has {len(part)} rows for {len(traj)} recorded steps")
-    return sup_errors(traj, stack(part["x"]), rows)
+    return sup_errors(traj["h"].to_numpy(), part["err"].to_numpy(), rows)
 
 
 def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, fit_points: int = 4,
@@ -140,13 +145,12 @@ def _curves(traj, pred, spec) -> pd.DataFrame:
     """``|x_k - model(t_k)|`` along the finest run, for K1 and K2 (the figure of where K2 gains)."""
     h = traj["h"].min()
     rows = (traj["h"] == h).to_numpy()
-    x = stack(traj["x"][rows])
     out = []
     for kind in ["rescaled_flow", *MODELS]:
         part = pred[pred["kind"] == kind]
         if part.empty:
             continue
-        err = np.linalg.norm(x - stack(part["x"][rows]), axis=1)
+        err = part["err"].to_numpy()[rows]
         out.append(pd.DataFrame(dict(h=h, step=traj["step"][rows].to_numpy(), t=traj["t"][rows].to_numpy(),
                                      err=err, model=kind)))
     return pd.concat(out, ignore_index=True).assign(

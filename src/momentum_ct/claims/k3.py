@@ -41,14 +41,15 @@ from ..ct.modified import (MODIFIED_LOSSES, coefficient, gradient_and_curvature,
 from ..io import stack
 from ..optim import coefficients, get_method
 from . import k1
-from .common import fit_window, problem_of, regime_number, row, sup_errors
+from .common import distances, fit_window, keeps_vectors, problem_of, regime_number, row, sup_errors
 
 PAPER = "kovachki_stuart"
 FORMULAS = [PAPER] + [f for f in MODIFIED_LOSSES if f != PAPER]  # the paper's first: it names coinciding ones
 FLOOR_FACTOR = {"leading": 10.0, "corrected": 100.0}
 TRANSIENT_POWER = 3  # lam^k < h^3
 MANIFOLD_KINDS = {"leading": "manifold", "corrected": "manifold_corrected"}
-PREDICTION_COLUMNS = ("kind", "formula", "h", "step", "t", "x")
+# err: |x_k - flow(t_k)| (modified flows) or |m_k - phi(x_k)| (manifolds); floor: |h phi_1(x_k)| (manifolds)
+PREDICTION_COLUMNS = ("kind", "formula", "h", "step", "t", "err", "floor", "x")
 # Up to this dimension a series' modified flows are one stacked solve (about 10x faster on the quadratic and
 # the toy, whose right-hand sides cost little more than their call overhead); above it, one solve per flow:
 # on the digits MLP the arithmetic dominates and the stack, stepping as finely as its most demanding member,
@@ -80,8 +81,10 @@ def _empty_columns() -> dict[str, list]:
     return {c: [] for c in PREDICTION_COLUMNS}
 
 
-def _append(columns, kind, formula, h, steps, t, x) -> None:
+def _append(columns, kind, formula, h, steps, t, x, err, floor=None) -> None:
     n = len(steps)
+    columns["err"] += [float(v) for v in err]
+    columns["floor"] += [math.nan] * n if floor is None else [float(v) for v in floor]
     columns["kind"] += [kind] * n
     columns["formula"] += [formula] * n
     columns["h"] += [float(h)] * n
@@ -95,7 +98,8 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
 
     ``columns``: ``kind`` (``manifold``, ``manifold_corrected``: predicted velocity ``phi(x_k)`` in ``x``;
     ``modified_flow``, ``modified_flow_from_start``: predicted iterate), ``formula`` (modified flows),
-    ``h``, ``step``, ``t``, ``x``.
+    ``h``, ``step``, ``t``, ``err`` (the distance of the recorded velocity or iterate from its prediction),
+    ``floor`` (manifolds: ``|h phi_1(x_k)|``) and, up to ``VECTOR_MAX_DIM`` dimensions, the predicted ``x``.
     """
     spec, problem = problem_of(meta)
     momentum = get_method(spec.method).uses_momentum
@@ -115,7 +119,7 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
         step_size, lam, a = coefficients(spec.method, h, spec.lam)
         steps, t, x = run["step"].to_numpy(), run["t"].to_numpy(), stack(run["x"])
         if momentum and spec.dense_steps > 0:
-            _manifold(columns, problem, h, lam, a, steps, t, x, spec.dense_steps)
+            _manifold(columns, problem, h, lam, a, steps, t, x, stack(run["m"]), spec.dense_steps)
             if problem.hessian is not None:
                 info["fast_root"][repr(h)] = fast_root(h, lam, a, torch.linalg.eigvalsh(problem.hessian).numpy())
         scale = time_scale(step_size, lam, h)
@@ -124,40 +128,45 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
                    for f in FORMULAS}  # each formula -> the first one with the same coefficient (it is integrated)
         info["coefficients"][repr(h)] = coefs
         info["aliases"][repr(h)] = aliases
-        flows.append(("modified_flow_from_start", PAPER, h, steps, t, problem.x0, coefs[PAPER], scale))
+        flows.append(("modified_flow_from_start", PAPER, h, steps, t, problem.x0, coefs[PAPER], scale, x))
         if h in info["excluded_h"]:
             continue
         start = int(np.argmax(t >= t0))
         info["start_step"][repr(h)] = int(steps[start])
         x_start = torch.as_tensor(x[start])
         for f in sorted(set(aliases.values()), key=FORMULAS.index):
-            flows.append(("modified_flow", f, h, steps[start:], t[start:], x_start, coefs[f], scale))
+            flows.append(("modified_flow", f, h, steps[start:], t[start:], x_start, coefs[f], scale, x[start:]))
     if flows and problem.dim <= STACK_MAX_DIM:
         # every flow of the series in one solve, each member from its own start (the flows are autonomous)
-        kind, formula, hs_, steps_, ts, starts, cs, scales = zip(*flows)
+        kind, formula, hs_, steps_, ts, starts, cs, scales, _ = zip(*flows)
         rhs = modified_flows(problem, torch.tensor(cs, dtype=torch.float64), torch.tensor(scales, dtype=torch.float64))
         ys = [y.numpy() for y in integrate_stack(rhs, torch.stack(starts), [t - t[0] for t in ts], ode)]
     else:
         ys = [integrate(modified_flow(problem, c, scale), start, t - t[0], ode).numpy()
-              for *_, t, start, c, scale in flows]
-    for (kind, formula, h, steps, t, *_), y in zip(flows, ys):
-        _append(columns, kind, formula, h, steps, t, y)
+              for *_, t, start, c, scale, _ in flows]
+    for (kind, formula, h, steps, t, *_, recorded), y in zip(flows, ys):
+        _append(columns, kind, formula, h, steps, t, y, distances(recorded, y))
     info["curvature_max"] = k1.path_curvature(problem, traj)
+    if not keeps_vectors(problem):
+        del columns["x"]
     return columns, info
 
 
-def _manifold(columns, problem, h, lam, a, steps, t, x, dense_steps) -> None:
-    """Leading-order and corrected manifold velocities at the recorded steps ``k < dense_steps``."""
+def _manifold(columns, problem, h, lam, a, steps, t, x, m, dense_steps) -> None:
+    """Leading-order and corrected manifold velocities at the recorded steps ``k < dense_steps``, their distances
+    from the recorded velocities ``m`` and the leading-order distance's floor ``|h phi_1(x_k)|``."""
     keep = steps < dense_steps
     if not keep.any():
         return
     both = torch.func.vmap(lambda xi: gradient_and_curvature(problem, xi))
     g, hg = (torch.cat(parts) for parts in zip(*(both(torch.as_tensor(chunk))
                                                   for chunk in np.array_split(x[keep], max(1, keep.sum() // 64)))))
-    lead = -g / (1.0 - lam)
-    _append(columns, MANIFOLD_KINDS["leading"], "", h, steps[keep], t[keep], lead.numpy())
-    _append(columns, MANIFOLD_KINDS["corrected"], "", h, steps[keep], t[keep],
-            (lead + first_order_term(h, lam, a) * hg).numpy())
+    lead = (-g / (1.0 - lam)).numpy()
+    corrected = lead + first_order_term(h, lam, a) * hg.numpy()
+    floor = distances(corrected, lead)
+    _append(columns, MANIFOLD_KINDS["leading"], "", h, steps[keep], t[keep], lead, distances(m[keep], lead), floor)
+    _append(columns, MANIFOLD_KINDS["corrected"], "", h, steps[keep], t[keep], corrected,
+            distances(m[keep], corrected), floor)
 
 
 def _joined(traj: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
@@ -196,23 +205,23 @@ def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, f
 def _measure_manifold(traj, pred, info, spec, confidence):
     curvature = info["curvature_max"]
     fits, points = [], []
-    lead = _joined(traj, pred[pred["kind"] == MANIFOLD_KINDS["leading"]])
-    corr = _joined(traj, pred[pred["kind"] == MANIFOLD_KINDS["corrected"]])
+    lead = pred[pred["kind"] == MANIFOLD_KINDS["leading"]]
+    corr = pred[pred["kind"] == MANIFOLD_KINDS["corrected"]]
     for h in sorted(lead["h"].unique()):
         _, lam, a = coefficients(spec.method, h, spec.lam)
         a_rows, b_rows = lead[lead["h"] == h].sort_values("step"), corr[corr["h"] == h].sort_values("step")
-        m = stack(a_rows["m"])
-        phi0, phi1 = stack(a_rows["pred"]), stack(b_rows["pred"])
-        term = np.linalg.norm(phi1 - phi0, axis=1)  # |h phi_1(x_k)|, the leading-order distance's floor
+        term = a_rows["floor"].to_numpy()  # |h phi_1(x_k)|, the leading-order distance's floor
         regime = regime_number(h, curvature, spec.lam)
-        for manifold, phi, floor in [("leading", phi0, term), ("corrected", phi1, term * regime)]:
-            d = np.linalg.norm(m - phi, axis=1)
+        for manifold, part, floor in [("leading", a_rows, term), ("corrected", b_rows, term * regime)]:
+            d = part["err"].to_numpy()
             ratio, lo, hi, n = contraction(d, floor, FLOOR_FACTOR[manifold], confidence)
             fits.append(dict(h=h, manifold=manifold, ratio=ratio, ci_low=lo, ci_high=hi, n_points=n, regime=regime))
             points.append(pd.DataFrame(dict(kind="distance", h=h, manifold=manifold, step=a_rows["step"].to_numpy(),
                                             t=a_rows["t"].to_numpy(), distance=d, floor=floor)))
-        if m.shape[1] == 2:  # a plane: the phase portrait's data
-            x = stack(a_rows["x"])
+        if "x" in pred and len(traj["x"].iloc[0]) == 2:  # a plane: the phase portrait's data
+            recorded = _joined(traj, a_rows).sort_values("step")
+            x, m = stack(recorded["x"]), stack(recorded["m"])
+            phi0, phi1 = stack(a_rows["x"]), stack(b_rows["x"])
             points.append(pd.DataFrame(dict(kind="phase", h=h, step=a_rows["step"].to_numpy(), x_1=x[:, 0],
                                             x_2=x[:, 1], m_1=m[:, 0], m_2=m[:, 1], phi_1=phi0[:, 0],
                                             phi_2=phi0[:, 1], psi_1=phi1[:, 0], psi_2=phi1[:, 1])))
@@ -246,13 +255,10 @@ def _measure_modified(traj, pred, info, spec, meta, fit_points, confidence):
             part = flows[(flows["h"] == h) & (flows["formula"] == aliases[f])]
             if part.empty:
                 continue
-            joined = _joined(traj[traj["h"] == h], part)
-            distance = np.linalg.norm(stack(joined["x"]) - stack(joined["pred"]), axis=1)
-            parts.append(dict(h=h, err=float(np.max(distance))))
+            parts.append(dict(h=h, err=float(np.max(part["err"].to_numpy()))))
         errors[f] = pd.DataFrame(parts, columns=["h", "err"])
     start = pred[pred["kind"] == "modified_flow_from_start"]
-    joined = _joined(traj, start)
-    errors["from_start"] = sup_errors(joined, stack(joined["pred"]))
+    errors["from_start"] = sup_errors(start["h"].to_numpy(), start["err"].to_numpy())
     finest_aliases = info["aliases"][min(info["aliases"], key=float)] if info["aliases"] else {}
     diverged = [r["h"] for r in meta["runs"] if r["diverged"]]
     excluded = info.get("excluded_h", [])
