@@ -15,7 +15,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from momentum_ct.claims import k1, k2, k3
+from momentum_ct.claims import common, k1, k2, k3
 from momentum_ct.claims.measures import predict_shard
 from momentum_ct.ct.fit import geometric_ratio
 from momentum_ct.ct.integrate import OdeOptions, integrate
@@ -252,3 +252,32 @@ def test_stacked_modified_flows_equal_one_solve_per_flow(method, monkeypatch):
     for key in ("kind", "formula", "h", "step", "t"):
         assert stacked[key] == alone[key], key
     np.testing.assert_allclose(np.stack(stacked["x"]), np.stack(alone["x"]), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("problem", ["toy2d", "digits_mlp"])
+def test_predictions_without_vectors_give_the_same_measures(problem, monkeypatch):
+    """Above ``VECTOR_MAX_DIM`` predictions hold only the distances the measures read: every measured row and
+    point is the same as from predictions that keep their vectors (the toy's phase portrait needs them)."""
+    spec = SeriesSpec(experiment="test", problem=problem, method="nag", lam=0.5, seed=0,
+                      h=h_grid({"start": 0.05, "halvings": 2, "scale_with_momentum": True}, 0.5),
+                      t_max=0.5, n_records=10, dense_steps=10, problem_options=PROBLEMS[problem])
+    columns, meta = run_series(spec, log=lambda _: None)
+    traj = pd.DataFrame(columns).assign(method="nag", lam=0.5, seed=0)
+
+    def measured(vector_max_dim):
+        monkeypatch.setattr(common, "VECTOR_MAX_DIM", vector_max_dim)
+        out = {}
+        for claim, module in (("K1", k1), ("K2", k2), ("K3", k3)):
+            pred, info = predict_shard(claim, traj, {"series": [meta]}, ODE)
+            assert ("x" in pred) == (vector_max_dim > 0), claim
+            rows, points = module.measure(traj, pd.DataFrame(pred), info["series"][0], meta, fit_points=2)
+            out[claim] = (pd.DataFrame(rows), points)
+        return out
+
+    with_vectors, without = measured(10**6), measured(0)
+    for claim, (rows, points) in with_vectors.items():
+        pd.testing.assert_frame_equal(rows, without[claim][0], check_exact=True)
+        if problem == "toy2d" and claim == "K3":
+            assert (points["kind"] == "phase").any() and not (without[claim][1]["kind"] == "phase").any()
+            points = points[points["kind"] != "phase"].dropna(axis=1, how="all").reset_index(drop=True)
+        pd.testing.assert_frame_equal(points, without[claim][1], check_exact=True)
