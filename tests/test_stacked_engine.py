@@ -228,3 +228,40 @@ def test_auto_device_keeps_small_problems_on_the_cpu(monkeypatch):
     assert resolve_device("auto", make_problem("quadratic", dim=10)).type == "cpu"
     assert resolve_device("auto", make_problem("digits_mlp", hidden=[32])).type == "cuda"
     assert resolve_device("cpu", make_problem("digits_mlp", hidden=[32])).type == "cpu"
+
+
+def test_experiments_whose_claims_read_no_path_keep_vectors_at_five_records_and_measure_the_same():
+    """K4 reads losses, accuracies and the iterates at five records of its reference run (its curvature): its
+    runs keep their vectors there only, and every K4 row and point equals the one measured from full vectors."""
+    import dataclasses
+
+    import pandas as pd
+
+    from momentum_ct.claims import measures
+    from momentum_ct.train.shard import run_shard
+    from momentum_ct.train.series import SPARSE_VECTOR_RECORDS
+
+    experiment = dict(problem="digits_mlp", problem_options=dict(hidden=[4], n_train=100), claims=["K4"],
+                      methods=["hb", "gd_rescaled"], lam=[0.5], h=[0.02, 0.04, 0.08], horizon=1.0, n_records=20,
+                      engine="stacked", device="cpu")
+    specs = expand_series(dict(experiments=dict(e=experiment)))
+    assert {s.vector_records for s in specs} == {SPARSE_VECTOR_RECORDS}
+    with_k1 = expand_series(dict(experiments=dict(e=experiment | dict(claims=["K4", "K1"], h={"start": 0.04,
+                                                                                             "halvings": 2}))))
+    assert {s.vector_records for s in with_k1} == {None}  # K1 reads the whole path
+    results = {}
+    for name, batch in (("sparse", specs), ("full", [dataclasses.replace(s, vector_records=None) for s in specs])):
+        columns, meta = run_shard(batch, log=lambda _: None)
+        traj = pd.DataFrame(columns)
+        results[name] = measures.measure("K4", [dict(traj=traj, meta=meta)], {"confidence": 0.95})
+        kept = traj.assign(kept=traj["x"].map(len) > 0).groupby(["method", "h"])
+        if name == "sparse":
+            assert meta["series"][0]["x_kind"] == "sparse"
+            assert (kept["kept"].sum() == SPARSE_VECTOR_RECORDS).all()
+            assert kept.apply(lambda g: bool(g["kept"].iloc[0] and g["kept"].iloc[-1])).all()
+            assert (traj["m"].map(len) > 0).sum() == (traj["x"].map(len) > 0).sum()
+        else:
+            assert kept["kept"].all().all()
+    for sparse, full in zip(results["sparse"], results["full"]):
+        assert not sparse.empty
+        pd.testing.assert_frame_equal(sparse, full, check_exact=True)

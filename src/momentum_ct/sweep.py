@@ -16,7 +16,7 @@ from .errors import ConfigError, unknown_name
 from .optim import EnsembleKalmanInversion, check_hyperparameters, resolve_method
 from .optim.annealed import AnnealedSGD, MatrixMomentum
 from .problems import PROBLEMS, check_problem_options, make_problem
-from .train.series import STACKED_ENGINES, SeriesSpec, check_engine
+from .train.series import SPARSE_VECTOR_RECORDS, STACKED_ENGINES, SeriesSpec, check_engine
 from .train.stacked import check_forward
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
@@ -239,6 +239,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
         validate_config(config)
     out = []
     for name, exp in config["experiments"].items():
+        path_vectors = any(CLAIMS[c].path_vectors for c in exp["claims"])
         for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
                 for seed in seed_list(exp):
@@ -254,6 +255,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
                         batch_size=exp.get("batch_size"), engine=exp.get("engine", "functional"),
                         problem_options=dict(exp.get("problem_options", {})),
                         dtype=exp.get("dtype", "float64"), device=exp.get("device", "auto"),
+                        vector_records=None if path_vectors else SPARSE_VECTOR_RECORDS,
                     ))
     return out
 

@@ -140,6 +140,9 @@ class Claim:
         dtypes: the training dtypes whose trajectories can serve the claim (orders of convergence need float64).
         requires: what an experiment must offer for the claim to be measured on it (``REQUIREMENTS``).
         figures: figure name -> ``Figure``.
+        path_vectors: whether the measure reads the recorded vectors (``x``, ``m``) along whole runs; where no claim
+            of an experiment does, its runs keep them only at a few records each (``train.series``), which is
+            what a network's trajectories would otherwise mostly consist of.
     """
 
     id: str
@@ -154,6 +157,7 @@ class Claim:
     dtypes: tuple[str, ...] = ("float64",)
     requires: tuple[str, ...] = ()
     figures: dict[str, Figure] = field(default_factory=dict)
+    path_vectors: bool = True
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))

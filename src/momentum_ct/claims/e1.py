@@ -65,6 +65,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], **_: Any) -> tup
 
 CLAIM = Claim(
     id="E1",
+    path_vectors=False,  # accuracies; the dimension from a run's first record
     statement="Ensemble Kalman inversion trains a neural-network classifier to accuracy comparable with SGD on the "
               "same network, without gradients, offline (full data per step) and online (mini-batches); an "
               "ensemble smaller than the parameter count limits the accuracy (subspace property).",

@@ -55,6 +55,7 @@ def measure(traj: pd.DataFrame, pred, info, meta: dict, **_: Any) -> tuple[list[
 
 CLAIM = Claim(
     id="E2",
+    path_vectors=False,  # accuracies only
     statement="Ensemble Kalman inversion also solves graph-based semi-supervised classification: with a "
               "graph-Laplacian Gaussian prior on the latent labelling and a few labels, the ensemble mean classifies "
               "the unlabelled nodes as well as the posterior mean of the same model.",

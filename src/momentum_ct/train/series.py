@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -58,6 +59,9 @@ class SeriesSpec:
     dtype: str = "float64"  # float32 only for curves (K4), never for orders
     device: str = "auto"  # stacked engine: auto (CUDA where present), cpu or cuda; the others run on the CPU
     samples: int | None = None  # steps of every run whatever its h (on-line methods' clock), else t_max / h
+    # None: the method's vectors (x, m) at every recorded step; n: only at n evenly spaced recorded steps of each
+    # run (its first and last among them), empty elsewhere (the loss and metrics stay at every recorded step)
+    vector_records: int | None = None
 
     def steps_for(self, h: float) -> int:
         """Steps of the run with learning rate ``h``: ``samples`` where set, else enough to reach ``t_max``."""
@@ -119,12 +123,26 @@ def series_runs(spec: SeriesSpec) -> list[dict[str, Any]]:
     return out
 
 
+# The records of a run that keep its vectors when its experiment's claims read none along the path (for instance
+# K4's curvature: the iterates at five evenly spaced records of its reference run).
+SPARSE_VECTOR_RECORDS = 5
+
+
+def sparse_positions(n_rows: int, n_keep: int) -> np.ndarray:
+    """The ``n_keep`` evenly spaced positions among ``n_rows`` records (first and last included)."""
+    return np.unique(np.linspace(0, n_rows - 1, min(n_keep, n_rows)).astype(int)) if n_rows else np.array([], int)
+
+
 def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]],
                   recorders: list[TrajectoryRecorder], device: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(columns, metadata)`` of a trained series, whichever engine trained it."""
     parts, entries = [], []
     for run, rec in zip(runs, recorders):
         cols = rec.columns()
+        if spec.vector_records is not None:
+            keep = set(sparse_positions(len(cols["step"]), spec.vector_records).tolist())
+            for key in rec.vector_keys:
+                cols[key] = [v if i in keep else v[:0] for i, v in enumerate(cols[key])]
         cols["h"] = [run["h"]] * len(cols["step"])
         parts.append(cols)
         columns = run["columns"]
@@ -134,7 +152,8 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         entries.append(entry | dict(columns=dict(columns), n_steps=run["n_steps"],
                                     diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
-                x_kind="full", dtype=spec.dtype, device=device, torch_version=torch.__version__)
+                x_kind="full" if spec.vector_records is None else "sparse", dtype=spec.dtype, device=device,
+                torch_version=torch.__version__)
     return concat_columns(parts), meta
 
 
