@@ -20,7 +20,7 @@ from momentum_ct.ct.late_time import (
 from momentum_ct.errors import ConfigError
 from momentum_ct.optim import resolve_method
 from momentum_ct.problems import make_problem
-from momentum_ct.train.ensemble import mean_ci, ratio_ci, squared_errors
+from momentum_ct.train.ensemble import jackknife_ci, mean_ci, ratio_ci, squared_errors
 from momentum_ct.train.stacked import OnlineSamples, RunRequest, _Evaluator, _StackOracle, run_many
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -68,6 +68,19 @@ def test_late_time_formulas_agree_with_the_general_lyapunov_solution():
     assert mus[int(np.argmin(values))] == pytest.approx(2.0) and min(values) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="mu_crit"):
         scalar_limit_covariance(h, h, 2.0)
+
+
+def test_jackknife_interval_of_a_linear_statistic_is_the_batch_means_interval():
+    """For the mean over runs (a linear statistic) the delete-a-block jackknife is exactly the interval of the
+    block means; a slope over a curve's points gets an interval from its runs, not from its correlated points."""
+    from scipy import stats
+
+    values = np.random.default_rng(0).normal(size=(200, 7))
+    estimate, half = jackknife_ci(values, np.mean, 0.95, blocks=20)
+    block_means = values.reshape(20, 10, 7).mean(axis=(1, 2))
+    assert estimate == pytest.approx(values.mean(), rel=1e-12)
+    assert half == pytest.approx(stats.t.ppf(0.975, 19) * block_means.std(ddof=1) / np.sqrt(20), rel=1e-10)
+    assert jackknife_ci(np.vstack([values, np.full(7, np.inf)]), np.mean)[1] == np.inf  # a diverged run
 
 
 def test_mean_square_bound_of_the_one_sample_estimate():
