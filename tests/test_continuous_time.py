@@ -184,6 +184,8 @@ nan, inf = math.nan, math.inf
     (ORDER, (1.0, 1.0, 0.99, 1.01, 0.05), SUPPORTED),  # at the limit: still asymptotic
     (ORDER, (1.0, nan, nan, nan, 0.01), INCONCLUSIVE),
     (ORDER, (1.0, inf, nan, nan, 0.01), INCONCLUSIVE),
+    (ORDER, (1.0, 1.0, 0.99, 1.01, inf), INCONCLUSIVE),  # a regime that cannot be established
+    (ORDER, (inf, 1.0, 0.99, 1.01, 0.01), INCONCLUSIVE),  # no finite prediction
     # K1 rescaling factor: relative band 2%
     (FACTOR, (10.0, 10.15, nan, nan, nan), SUPPORTED),
     (FACTOR, (10.0, 9.75, nan, nan, nan), NOT_SUPPORTED),

@@ -84,7 +84,8 @@ class Quantity:
             return INCONCLUSIVE, "not measured (no finite value)"
         if not math.isfinite(predicted):
             return INCONCLUSIVE, "no finite prediction here"
-        if self.regime_limit is not None and math.isfinite(regime) and regime > self.regime_limit:
+        # NaN: no regime stated for the row; infinite: the regime cannot be established (outside it)
+        if self.regime_limit is not None and not math.isnan(regime) and regime > self.regime_limit:
             return INCONCLUSIVE, (f"outside the asymptotic regime: {self.regime_text} = {regime:.3g} > "
                                   f"{self.regime_limit:g}")
         if n_points is not None and n_points < self.min_points:
