@@ -168,6 +168,7 @@ ORDER = get_claim("K1").quantity("order")
 FACTOR = get_claim("K1").quantity("rescale_factor")
 GAP_ORDER = get_claim("K4").quantity("gap_order_loss")
 LAG = get_claim("K4").quantity("lag_ratio_accuracy")
+BOUNDARY = get_claim("O3").quantity("instability_mu0")
 nan, inf = math.nan, math.inf
 
 
@@ -196,6 +197,10 @@ nan, inf = math.nan, math.inf
     (GAP_ORDER, (1.0, 0.83, 0.67, 0.99, 1.35), INCONCLUSIVE),  # fitted where h L/(1-lam)^2 > 0.05
     (GAP_ORDER, (1.0, 0.5, 0.4, 0.6, 0.04), NOT_SUPPORTED),
     (GAP_ORDER, (1.0, inf, nan, nan, 0.04), INCONCLUSIVE),
+    # O3's instability boundary: the prediction inside the bracket of sampled mu0 (factor 2 apart at most)
+    (BOUNDARY, (0.289, 0.283, 0.2, 0.4, 1.0), SUPPORTED),
+    (BOUNDARY, (0.45, 0.283, 0.2, 0.4, 1.0), NOT_SUPPORTED),  # predicts 0.4 stable; it was seen unstable
+    (BOUNDARY, (0.289, 0.4, 0.2, 0.8, 2.0), INCONCLUSIVE),  # a factor-4 bracket
     # K4 gap over its lag prediction: 1 within 25%, a count's interval may reach the band
     (LAG, (1.0, 0.96, nan, nan, 0.02), SUPPORTED),
     (LAG, (1.0, 1.43, 0.69, 2.64, 0.02), INCONCLUSIVE),

@@ -46,7 +46,7 @@ def measure(claim_id: str, trajectories: list[str], metas: list[str], prediction
     for i, (t, m) in enumerate(zip(trajectories, metas)):
         shard = dict(traj=read_trajectory(t), meta=read_json(m, ["series"]))
         if predictions:
-            shard["pred"] = read_table(predictions[i], ["kind", "t"])
+            shard["pred"] = read_table(predictions[i], get_claim(claim_id).prediction_columns)
             shard["info"] = read_json(infos[i], ["series"])
         shards.append(shard)
     fit_table, point_table = measures.measure(claim_id, shards, options)

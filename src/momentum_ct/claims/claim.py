@@ -45,7 +45,9 @@ REQUIREMENTS = {
 class Quantity:
     """How one measured quantity is judged against its prediction.
 
-    ``comparison``: ``close`` (|measured - predicted| <= band), ``below`` (measured <= predicted + band)
+    ``comparison``: ``inside`` (the prediction lies in the measured bracket ``[ci_low, ci_high]``, e.g. a
+    boundary between two sampled values; ``tolerance`` unused), ``close`` (|measured - predicted| <= band),
+    ``below`` (measured <= predicted + band)
     or ``above`` (measured >= predicted - band). ``band`` is ``tolerance``, times |predicted| when
     ``relative``. ``regime_limit``: rows whose asymptotic-regime number exceeds it are inconclusive.
     ``min_points``: rows measured from fewer points (an order from fewer h) are inconclusive.
@@ -90,6 +92,8 @@ class Quantity:
                                   f"{self.regime_limit:g}")
         if n_points is not None and n_points < self.min_points:
             return INCONCLUSIVE, f"from {n_points} point(s); needs at least {self.min_points}"
+        if self.comparison == "inside":
+            return (SUPPORTED, "") if ci_low <= predicted <= ci_high else (NOT_SUPPORTED, "")
         band = self.band(predicted)
         lo, hi = {"close": (predicted - band, predicted + band), "below": (-math.inf, predicted + band),
                   "above": (predicted - band, math.inf)}[self.comparison]
@@ -141,6 +145,8 @@ class Claim:
         dtypes: the training dtypes whose trajectories can serve the claim (orders of convergence need float64).
         requires: what an experiment must offer for the claim to be measured on it (``REQUIREMENTS``).
         figures: figure name -> ``Figure``.
+        prediction_columns: the columns its prediction files must hold (an older file without them is refused
+            with a message to rebuild it, not read into a KeyError).
         path_vectors: whether the measure reads the recorded vectors (``x``, ``m``) along whole runs; where no claim
             of an experiment does, its runs keep them only at a few records each (``train.series``), which is
             what a network's trajectories would otherwise mostly consist of.
@@ -159,6 +165,7 @@ class Claim:
     requires: tuple[str, ...] = ()
     figures: dict[str, Figure] = field(default_factory=dict)
     path_vectors: bool = True
+    prediction_columns: tuple[str, ...] = ("kind", "t")
 
     def __post_init__(self):
         unknown = sorted(set(self.requires) - set(REQUIREMENTS))

@@ -92,6 +92,7 @@ def measure(traj: pd.DataFrame, pred: pd.DataFrame, info: dict, meta: dict, *, f
 
 CLAIM = Claim(
     id="E3",
+    prediction_columns=("kind", "t", "x"),
     statement="For small h the EKI ensemble mean follows the gradient flow preconditioned by the ensemble "
               "covariance, du_j/dt = -C_uu grad Phi(u_j) (exactly for linear G; for nonlinear G the derivative-free "
               "flow -C_uG Gamma^-1 (G(u_j) - y)).",

@@ -51,7 +51,8 @@ def jackknife_ci(values: np.ndarray, statistic, confidence: float = 0.95, blocks
     parts = np.array_split(np.arange(n), b)
     leave_out = np.array([float(statistic((total - values[i].sum(axis=0)) / (n - len(i)))) for i in parts])
     spread = np.sqrt((b - 1) / b * np.sum((leave_out - leave_out.mean()) ** 2))
-    return estimate, float(stats.t.ppf(0.5 + confidence / 2, b - 1) * spread)
+    half = float(stats.t.ppf(0.5 + confidence / 2, b - 1) * spread)
+    return estimate, half if np.isfinite(half) else float("inf")  # a leave-out statistic undefined: no interval
 
 
 def ratio_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
