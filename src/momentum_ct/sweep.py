@@ -207,6 +207,8 @@ def validate_config(config: dict[str, Any]) -> None:
                               "(raise limits.steps_per_run to allow it)")
         seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
+        if not any(CLAIMS[c].path_vectors for c in exp["claims"]):
+            records = min(records, SPARSE_VECTOR_RECORDS)  # vectors kept at a few records per run (expand_series)
         for lam, g in grids.items():
             total_steps += seeds * n_methods * sum(steps_of(exp, lam, h) for h in g)
             total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
