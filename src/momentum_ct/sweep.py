@@ -207,8 +207,8 @@ def validate_config(config: dict[str, Any]) -> None:
                               "(raise limits.steps_per_run to allow it)")
         seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
-        if not any(CLAIMS[c].path_vectors for c in exp["claims"]):
-            records = min(records, SPARSE_VECTOR_RECORDS)  # vectors kept at a few records per run (expand_series)
+        if not reads_path_vectors(exp):
+            records = min(records, SPARSE_VECTOR_RECORDS)  # vectors kept at a few records per run
         for lam, g in grids.items():
             total_steps += seeds * n_methods * sum(steps_of(exp, lam, h) for h in g)
             total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
@@ -234,6 +234,12 @@ def validate_config(config: dict[str, Any]) -> None:
                           f"above the limit of {bounds['result_gb']:g} GB (raise limits.result_gb to allow it)")
 
 
+def reads_path_vectors(exp: dict[str, Any]) -> bool:
+    """Whether some claim of the experiment reads its runs' vectors along the whole path (else its runs keep them
+    at ``SPARSE_VECTOR_RECORDS`` records each)."""
+    return any(CLAIMS[c].path_vectors for c in exp["claims"])
+
+
 def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesSpec]:
     """The config's series. ``validate=False`` skips ``validate_config`` (which builds every problem), for a
     config already validated in this run, e.g. inside a cluster job."""
@@ -241,7 +247,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
         validate_config(config)
     out = []
     for name, exp in config["experiments"].items():
-        path_vectors = any(CLAIMS[c].path_vectors for c in exp["claims"])
+        path_vectors = reads_path_vectors(exp)
         for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
                 for seed in seed_list(exp):

@@ -141,7 +141,8 @@ CLAIM = Claim(
                "s2 sum_i mu^2 lam_i/(2 mu lam_i - 1)",
     measurement="Monte Carlo mean of |w_t - w*|^2 over the experiment's seeds; least-squares log-log slope against "
                 "the annealing clock over the last decade of records (interval: delete-a-block jackknife over 20 "
-                "blocks of seeds, the Monte Carlo's uncertainty of the slope); the vertex of a parabola in log mu_eff through the least late-time "
+                "blocks of seeds, the Monte Carlo's uncertainty of the slope); the vertex of a parabola in log "
+                "mu_eff through the least late-time "
                 "t E|v|^2 and its two neighbours. Exponents are judged where the expected relative corrections at the "
                 "window's start, (t0/t)^|2 mu_eff lam_min - 1| (the slowest transient, t0 the clock at the start; at "
                 "mu_crit the decay is log t/t) and mu_eff lam_max/t, are below 5%, and on at least 100 seeds; a minimum at an end "

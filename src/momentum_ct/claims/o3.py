@@ -143,7 +143,8 @@ CLAIM = Claim(
                 "seeds. The instability boundary: geometric mean of the largest stable and the smallest unstable "
                 "sampled mu0 (unstable: a run diverged, or t E|v|^2 above 10 x the optimum), judged where they lie "
                 "at most a factor 2 apart: supported when mu_ms lies between them. Search-then-converge, scalar "
-                "annealed SGD and batch CG (scipy, one full-data gradient = n_train samples) drawn beside at equal samples",
+                "annealed SGD and batch CG (scipy, one full-data gradient = n_train samples) drawn beside at equal "
+                "samples",
     quantities=quantities(
         Quantity("late_value_exact_hessian", "late-time t E|v|^2 with the exact H, against s2 tr(H^-1)", 0.05,
                  relative=True, regime_limit=1.0, min_points=MIN_SEEDS, regime_text=REGIME_TEXT),
