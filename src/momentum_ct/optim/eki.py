@@ -116,16 +116,17 @@ class EnsembleKalmanInversion(Method):
         dg = outputs - outputs.mean(1, keepdim=True)
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
-            increment, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
+            coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
         else:
-            increment, h, info = self._in_ensemble_space(state, k, u, du, dg, outputs.mean(1) - y)
+            coef, rows, h, info = self._in_ensemble_space(state, k, u, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
-            increment = torch.where(bad, torch.full_like(increment, float("nan")), increment)
-        return {**state, "u": u + increment, "mean_prev": mean, "h_used": h}
+            coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
+        # u + coef @ rows in one call: the increment (J x dim per run) is never stored on its own
+        return {**state, "u": torch.baddbmm(u, coef, rows), "mean_prev": mean, "h_used": h}
 
     def _in_ensemble_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
-        """``h E^T (I + h S)^-1 dU`` (module docstring): J x J products and solves only."""
+        """``h E^T (I + h S)^-1 dU`` (module docstring) as ``(coefficients, dU)``: J x J products and solves only."""
         n_members = u.shape[1]
         inv_gamma = (1.0 / state["noise"]).unsqueeze(2)  # (runs, 1, 1)
         # S_ij = <dG_i, Gamma^-1 dG_j> / J; D_ij = <dG_i, Gamma^-1 (G_j - y)> / J = S_ij + <dG_i, Gamma^-1 (mean G - y)> / J,
@@ -143,8 +144,9 @@ class EnsembleKalmanInversion(Method):
             e = e + self._perturbation(state, k, dg, du, h3)
         system = torch.eye(n_members, dtype=u.dtype, device=u.device) + h3 * s
         chol, info = torch.linalg.cholesky_ex(system)
-        # (K^-1 E)^T dU = E^T K^-1 dU (K symmetric): a J x J right-hand side, then one J x J by J x dim product
-        return h3 * torch.bmm(torch.cholesky_solve(e, chol).transpose(1, 2), du), h, info
+        # (K^-1 E)^T dU = E^T K^-1 dU (K symmetric): a J x J right-hand side, then one J x J by J x dim product;
+        # h scales the J x J coefficients, not the J x dim increment
+        return h3 * torch.cholesky_solve(e, chol).transpose(1, 2), du, h, info
 
     def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
         """``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member: m x m systems, for m < J."""
@@ -162,7 +164,7 @@ class EnsembleKalmanInversion(Method):
         system = h3 * c_gg + gamma * torch.eye(n_out, dtype=dg.dtype, device=dg.device)
         chol, info = torch.linalg.cholesky_ex(system)
         solved = torch.cholesky_solve(residual.transpose(1, 2), chol)  # (runs, m, J)
-        return h3 * torch.bmm(solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members), h, info
+        return h3 * solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members, h, info
 
     def _step_size(self, state: State, d_norm: Tensor) -> Tensor:
         """``h``, or ``a / (|D_n|_F + eps)`` for the runs with ``adaptive = a > 0`` (runs x 1)."""

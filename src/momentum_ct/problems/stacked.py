@@ -30,24 +30,31 @@ class StackedSequentialLoss:
         self.layers, self.sizes, self.criterion = layers, sizes, criterion
         self.width = max(spec[0] for kind, spec in layers if kind == "linear")
 
-    def outputs(self, xs: Tensor, inputs: Tensor, per_run: bool = False) -> Tensor:
-        """The network outputs of every run on ``inputs``: ``(runs, samples, out)``."""
+    def outputs(self, xs: Tensor, inputs: Tensor, per_run: bool = False, outputs_first: bool = False) -> Tensor:
+        """The network outputs of every run on ``inputs``: ``(runs, samples, out)``, or ``(runs, out, samples)``
+        with ``outputs_first`` (contiguous either way)."""
         n_runs = xs.shape[0]
         chunks = iter(torch.split(xs, self.sizes, dim=1))
         h, shared = inputs, not per_run  # shared: h is (samples, width), else (runs, samples, width)
-        for kind, spec in self.layers:
+        last = len(self.layers) - 1
+        for i, (kind, spec) in enumerate(self.layers):
             if kind == "map":
                 h = spec(h)
                 continue
             out, inp, has_bias = spec
-            w = next(chunks).view(n_runs, out, inp).transpose(1, 2)
+            w = next(chunks).view(n_runs, out, inp)
             if shared:
                 h = h.expand(n_runs, *h.shape)  # a view: the stacked product reads the input once per run
                 shared = False
+            if outputs_first and i == last:  # W h^T: the outputs land on the middle axis without a copy
+                h = (torch.baddbmm(next(chunks).unsqueeze(2), w, h.transpose(1, 2)) if has_bias
+                     else torch.bmm(w, h.transpose(1, 2)))
+                return h
+            w = w.transpose(1, 2)
             h = torch.baddbmm(next(chunks).unsqueeze(1), h, w) if has_bias else torch.bmm(h, w)
         if shared:  # no linear layer: every run sees the same output
             h = h.expand(n_runs, *h.shape)
-        return h
+        return h.transpose(1, 2).contiguous() if outputs_first else h
 
     def __call__(self, xs: Tensor, data, per_run: bool = False) -> Tensor:
         inputs, targets = data
@@ -90,11 +97,14 @@ def stacked_sequential_loss(module: nn.Module, criterion: Callable[..., Tensor])
 
 def softmax_forward_map(stacked: StackedSequentialLoss, xs: Tensor, data, per_run: bool = False):
     """A classifier as a forward map for ensemble Kalman inversion (Kovachki & Stuart 2019): ``G(u)`` the
-    class probabilities on the samples, flattened (``points x samples * classes``), and the observations
-    ``y`` the one-hot labels, flattened the same way (``samples * classes``; ``points x ...`` when
+    class probabilities on the samples, flattened (``points x classes * samples``), and the observations
+    ``y`` the one-hot labels, flattened the same way (``classes * samples``; ``points x ...`` when
     ``per_run``). Probabilities rather than logits: the one-hot labels are reachable, so the misfit
     ``|y - G(u)|`` has a finite minimiser."""
     inputs, targets = data
-    probs = torch.softmax(stacked.outputs(xs, inputs, per_run), dim=-1)
-    y = F.one_hot(targets, probs.shape[-1]).to(probs.dtype)
+    # classes on the middle axis, (points, classes, samples): a softmax over a short last axis is ten times
+    # slower on a CPU than one whose reductions run along the contiguous samples; Gamma = noise I, so the
+    # order of the outputs is free as long as y follows it
+    probs = torch.softmax(stacked.outputs(xs, inputs, per_run, outputs_first=True), dim=1)
+    y = F.one_hot(targets, probs.shape[1]).to(probs.dtype).transpose(-1, -2)
     return probs.reshape(xs.shape[0], -1), y.reshape(*y.shape[:-2], -1)
