@@ -108,6 +108,45 @@ def test_both_spaces_give_the_same_increment(adaptive):
     torch.testing.assert_close(by_j, by_m, rtol=1e-10, atol=1e-12)
 
 
+class BlockOracle(MapOracle):
+    """A forward map of ``blocks`` independent blocks, interleaved as ``Problem.blocks`` says (parameter ``i`` and
+    output ``o`` in blocks ``i mod b``, ``o mod b``); each block's outputs are ``tanh(A_c u_c)``."""
+
+    def __init__(self, mats, y):
+        self.mats, self.blocks = mats, len(mats)
+        super().__init__(self.apply, y)
+
+    def apply(self, points):
+        outs = [torch.tanh(points[..., c::self.blocks] @ a.T) for c, a in enumerate(self.mats)]
+        return torch.stack(outs, -1).reshape(*points.shape[:-1], -1)
+
+
+@pytest.mark.parametrize("perturb", [0.0, 1.0])
+def test_localised_update_is_one_ensemble_update_per_block(perturb):
+    """Localised to the problem's blocks, every block moves as an ensemble of its own (same members, its own
+    outputs, its own Tikhonov block and perturbations) would: the cross-block covariances are left out."""
+    blocks, n, m = 3, 4, 5
+    mats = [linear_problem(d=n, m=m, seed=10 + c)[0] for c in range(blocks)]
+    y = torch.randn(m * blocks, generator=torch.Generator().manual_seed(3), dtype=DT)
+    x0 = torch.linspace(-0.3, 0.3, n * blocks, dtype=DT)
+    hyper = {"J": 6, "spread": 0.7, "noise": 0.2, "tikhonov": 0.5, "perturb": perturb, "ensemble_seed": 4}
+    whole = start({**hyper, "localise": 1}, x0, h=0.3)
+    parts = []
+    for c in range(blocks):
+        part = start(hyper, x0[c::blocks], h=0.3)
+        part["u"] = whole["u"][..., c::blocks].clone()  # the same initial members
+        part["seed"] = np.array([4 * blocks + c])  # a block's own perturbations
+        parts.append(part)
+    whole = advance(whole, BlockOracle(mats, y), 8)
+    for c, part in enumerate(parts):
+        part = advance(part, MapOracle(lambda p, a=mats[c]: torch.tanh(p @ a.T), y[c::blocks]), 8)
+        torch.testing.assert_close(whole["u"][..., c::blocks], part["u"], rtol=1e-12, atol=1e-12)
+    unlocalised = advance(start(hyper, x0, h=0.3), BlockOracle(mats, y), 8)
+    assert float((unlocalised["u"] - whole["u"]).abs().max()) > 1e-3  # localising changes the update
+    with pytest.raises(ConfigError, match="localise takes a fixed step"):
+        resolve_method({"name": "eki", "localise": 1, "adaptive": 1.0}).columns(0.1, 0.0)
+
+
 def test_ensemble_stays_in_the_span_of_the_initial_ensemble():
     d, n_members = 12, 5
     a, y = linear_problem(d=d, m=8, seed=1)
@@ -329,6 +368,17 @@ def test_graph_ssl_closed_form_and_eki_fixed_point():
     # per decade of steps
     assert errors[2] < errors[1] / 2 < errors[0] / 4 and errors[2] < 0.1, errors
     assert 0.0 <= label_spreading_accuracy(problem) <= 1.0
+    # J = 60: above a class's 40 parameters, below all 80. Localised to the classes, the members span each class's
+    # parameters and the mean closes in as above; one update over all parameters stays in a 59-dimensional
+    # affine subspace of 80 dimensions, away from the posterior mean
+    assert problem.blocks == 2
+    late = {}
+    for localise in (0, 1):
+        rec = run_many([RunRequest(problem, {"name": "eki", "J": 60, "spread": 1.0, "noise": 0.05, "tikhonov": 1.0,
+                                             "localise": localise}, 0.5, 0.0, 2000, np.array([2000]))], device="cpu")[0]
+        x = torch.as_tensor(rec.columns()["x"][-1])
+        late[localise] = float(torch.linalg.vector_norm(x - mean) / torch.linalg.vector_norm(mean))
+    assert late[1] < 0.1 < late[0], late
 
 
 def test_claim_e2_needs_a_graph_prior():

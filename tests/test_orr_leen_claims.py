@@ -12,6 +12,7 @@ from momentum_ct.claims import measures
 from momentum_ct.claims.annealing import squared_errors
 from momentum_ct.claims.judge import judge
 from momentum_ct.claims.o2 import parabola_vertex
+from momentum_ct.io import SchemaError
 from momentum_ct.optim.batch_cg import batch_cg
 from momentum_ct.problems import make_problem
 from momentum_ct.sweep import expand_series
@@ -71,12 +72,32 @@ def test_o3_exact_hessian_reaches_the_optimum_and_large_mu0_diverges_on_record()
 
 def test_a_diverged_run_is_infinite_from_its_divergence_on():
     problem = make_problem("lms", eigenvalues=[1.0])
-    w = float(problem.minimiser[0])
-    rows = [dict(method="m", lam=0.0, h=1.0, seed=s, step=k, loss=1.0, x=[w + 1.0]) for s in (0, 1) for k in (0, 5, 10)]
-    rows[4] = rows[4] | dict(loss=math.inf)  # seed 1 diverged at step 5 and recorded nothing later
+    rows = [dict(method="m", lam=0.0, h=1.0, seed=s, step=k, loss=1.0, sq_dist=1.0) for s in (0, 1) for k in (0, 5, 10)]
+    rows[4] = rows[4] | dict(loss=math.inf, sq_dist=math.inf)  # seed 1 diverged at step 5 and recorded nothing later
     del rows[5]
     sq = squared_errors(pd.DataFrame(rows), problem).set_index(["seed", "step"])["sq"]
     assert sq[(0, 10)] == pytest.approx(1.0) and math.isinf(sq[(1, 5)]) and math.isinf(sq[(1, 10)])
+    with pytest.raises(SchemaError, match="lack the column sq_dist"):
+        squared_errors(pd.DataFrame(rows).drop(columns="sq_dist"), problem)
+
+
+def test_recorded_squared_distance_is_that_of_the_recorded_iterate():
+    """``sq_dist`` (recorded by the training job, stacked and per-run engines alike) is ``|x - w*|^2`` of the row's
+    ``x`` wherever the row keeps ``x``, diverged rows included (infinite)."""
+    from momentum_ct.train.functional_runner import run_functional
+    from momentum_ct.train.stacked import RunRequest, run_many
+
+    problem = make_problem("lms", eigenvalues=[2.0, 1.0, 0.5])
+    at = np.arange(0, 41, 5)
+    runs = [run_many([RunRequest(problem, "gd", 0.3, 0.5, 40, at)], device="cpu")[0],
+            run_functional(problem, method="gd", h=0.3, lam=0.5, n_steps=40, record_at=at)]
+    for rec in runs:
+        cols = rec.columns()
+        x = np.stack(cols["x"])
+        assert len(x) == len(at)
+        np.testing.assert_allclose(cols["sq_dist"], ((x - problem.minimiser.numpy()) ** 2).sum(1), rtol=1e-13)
+    diverged = run_many([RunRequest(problem, "gd", 50.0, 0.0, 40, at)], device="cpu")[0].columns()
+    assert len(diverged["sq_dist"]) < len(at) and math.isinf(diverged["sq_dist"][-1])
 
 
 def test_parabola_vertex():

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..ct.late_time import MEAN_SQUARE_MAX_DIM, critical_rate, lms_optimal_limit, lms_scalar_limit, \
     mean_square_bound, optimal_limit_covariance, scalar_limit_covariance
-from ..io import stack
+from ..io import REBUILD, SchemaError
 from ..optim import resolve_method
 from ..optim.annealed import AnnealedSGD, MatrixMomentum
 from ..problems import Problem, make_problem
@@ -101,10 +101,12 @@ def one_sample_bound(problem: Problem) -> float:
 
 def squared_errors(traj: pd.DataFrame, problem: Problem) -> pd.DataFrame:
     """Per run and recorded step: ``sq = |x - w*|^2`` (``inf`` where the run diverged, and for every later
-    recorded step of its group), with ``method, lam, h, seed, step``."""
-    w = problem.minimiser.numpy()
-    x = stack(traj["x"])
-    sq = np.sum((x - w) ** 2, axis=1)
+    recorded step of its group), with ``method, lam, h, seed, step``: the distance the training job recorded
+    (``sq_dist``), so the runs keep no vectors along the path."""
+    if "sq_dist" not in traj:
+        raise SchemaError(f"the trajectories of problem {problem.name!r} lack the column sq_dist (|x - w*|^2); "
+                          f"{REBUILD}")
+    sq = traj["sq_dist"].to_numpy(dtype=np.float64)
     sq = np.where(np.isfinite(sq) & np.isfinite(traj["loss"].to_numpy()), sq, np.inf)
     frame = traj[GROUP + ["seed", "step"]].assign(sq=sq)
     parts = []

@@ -79,6 +79,7 @@ _REGIME = dict(relative=True, regime_limit=REGIME_LIMIT, min_points=MIN_SEEDS, r
 
 CLAIM = Claim(
     id="O1",
+    path_vectors=False,  # |w - w*|^2 recorded by the training job (sq_dist)
     statement="With annealing mu_t = mu0/t and constant momentum beta, on-line SGD at late times behaves as plain "
               "on-line SGD with the effective rate mu_eff = mu0/(1 - beta): t E|w - w*|^2 is the same.",
     source="Orr & Leen, NIPS 1996, section 1 (after their earlier analysis); exact LMS value SCIENCE.md 2",

@@ -133,6 +133,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, confidence: f
 
 CLAIM = Claim(
     id="O2",
+    path_vectors=False,  # |w - w*|^2 recorded by the training job (sq_dist)
     statement="With annealing mu_eff/t, E|w - w*|^2 decays like 1/t only when mu_eff > mu_crit = 1/(2 lam_min(H)); "
               "below it like t^(-2 mu_eff lam_min); t E|v|^2 is least at a finite mu_eff (1/lam in one dimension).",
     source="Orr & Leen, NIPS 1996, section 1 (classical: Darken & Moody, Goldstein; references [3-5] there); "

@@ -127,6 +127,7 @@ def measure(traj: pd.DataFrame, specs: dict[tuple, SeriesSpec], *, confidence: f
 
 CLAIM = Claim(
     id="O3",
+    path_vectors=False,  # |w - w*|^2 recorded by the training job (sq_dist)
     statement="Adaptive matrix momentum (momentum matrix I - mu0 H, annealing mu0/t) reaches the optimal late-time "
               "t E|w - w*|^2 of the matrix rate H^{-1}/t at O(n) cost per step, independent of mu0 in its stable "
               "range, with the exact H and with a one-sample estimate of H (w_t - w_{t-1}) for small mu0 (here: "

@@ -30,7 +30,11 @@ the J x J misfit matrix without perturbations, as EnsembleKalmanProcesses.jl's s
 numerator ``a``; the run's ``h`` then sets only its number of steps, ``t_max / h``, so that EKI and SGD of
 one experiment make the same number of steps on the same data while each has its own step rule); ``tikhonov`` (``lambda >= 0``: ``G`` augmented with the parameters, ``y`` with the prior
 mean ``x0``, ``Gamma`` with ``I / lambda``; 0 is plain EKI: the augmented block enters through
-``Gamma^{-1}`` only, so it is never materialised).
+``Gamma^{-1}`` only, so it is never materialised); ``localise`` (1: for a problem whose parameters and outputs
+split into independent blocks, ``Problem.blocks``, each block is updated with its own covariances and all J
+members, so the cross-block covariances, zero in the model, are not estimated from J samples; each block then
+stays in the span of its own initial members, so J above a block's size, not the whole dimension, reaches its
+exact answer; fixed steps only).
 
 Records ``x`` = the ensemble mean (metrics are evaluated there) and ``m`` = its increment over the step
 used. A run whose J x J system is not positive definite (non-finite outputs) gets a non-finite mean, so the
@@ -68,6 +72,9 @@ HYPERPARAMETERS = (
     Hyperparameter("eps", "regulariser of the adaptive step", lambda v: v > 0, "be positive", 1e-8),
     Hyperparameter("tikhonov", "weight lambda of the Tikhonov block (u observed as x0 with covariance I/lambda); "
                    "0: none", lambda v: v >= 0, "be >= 0", 0.0),
+    Hyperparameter("localise", "1: covariances localised to the problem's independent blocks (Problem.blocks), one "
+                   "update per block with all J members; 0: one update over all parameters", lambda v: v in (0, 1),
+                   "be 0 or 1", 0.0),
     Hyperparameter("ensemble_seed", "seed of the initial ensemble and of the perturbations",
                    _integer_in(0, 2**31 - 1), "be an integer in [0, 2^31 - 1]", 0.0),
 )
@@ -87,12 +94,16 @@ class EnsembleKalmanInversion(Method):
     records = ("x", "m")
 
     def stack_key(self, columns: Mapping[str, float]) -> tuple:
-        return (self.name, int(columns["J"]))  # only equal ensemble sizes share a state
+        # only equal ensemble sizes share a state, and localised runs step apart from the others
+        return (self.name, int(columns["J"]), int(columns["localise"]))
 
     def columns(self, h: float, lam: float, **hyperparameters: float) -> dict[str, float]:
         if not (h > 0.0):
             raise ConfigError(f"method {self.name!r}: learning rate h must be positive, got {h}")
-        return {"step_size": float(h), **self.check(hyperparameters)}
+        columns = self.check(hyperparameters)
+        if columns["localise"] and columns["adaptive"]:
+            raise ConfigError(f"method {self.name!r}: localise takes a fixed step; set adaptive to 0")
+        return {"step_size": float(h), **columns}
 
     def init(self, x0: Tensor, columns: Mapping[str, Tensor]) -> State:
         n_members = int(columns["J"][0, 0])
@@ -101,16 +112,46 @@ class EnsembleKalmanInversion(Method):
                          for s in seeds]).to(x0.device, x0.dtype)
         u = x0.unsqueeze(1) + columns["spread"].unsqueeze(2) * z
         mean = u.mean(1)
-        host = {key: (columns[key] != 0.0).reshape(-1).cpu().numpy() for key in ("perturb", "adaptive", "tikhonov")}
+        host = {key: (columns[key] != 0.0).reshape(-1).cpu().numpy()
+                for key in ("perturb", "adaptive", "tikhonov", "localise")}
         return {"u": u, "mean_prev": mean.clone(), "h_used": columns["step_size"].clone(), "prior_mean": x0,
                 **{key: columns[key] for key in ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov")},
                 "seed": seeds, "any_perturb": host["perturb"], "any_adaptive": host["adaptive"],
-                "any_tikhonov": host["tikhonov"]}
+                "any_tikhonov": host["tikhonov"], "any_localise": host["localise"]}
 
     def step(self, state: State, k: int, oracle: Oracle) -> State:
         u = state["u"]
-        runs, n_members, _ = u.shape
         outputs, y = oracle.forward(u)  # (runs, J, m), (runs, m)
+        if state["any_localise"].any() and oracle.blocks > 1:  # all or none: localise is in the stack key
+            return self._localised(state, k, u, outputs, y, oracle.blocks)
+        return self._advance(state, k, u, outputs, y)
+
+    def _localised(self, state: State, k: int, u: Tensor, outputs: Tensor, y: Tensor, blocks: int) -> State:
+        """One update per block (``Problem.blocks``: parameter ``i`` and output ``o`` in blocks ``i mod b`` and
+        ``o mod b``), the blocks of all runs side by side on the run axis: covariances between blocks, zero in
+        the prior and in the forward map, are left out instead of estimated from J members."""
+        runs, n_members, dim = u.shape
+        if dim % blocks or outputs.shape[2] % blocks:
+            raise ValueError(f"eki: localise needs parameters ({dim}) and outputs ({outputs.shape[2]}) that split "
+                             f"into the problem's {blocks} blocks")
+
+        def split(t: Tensor) -> Tensor:  # (runs, [J,] n * blocks) -> (runs * blocks, [J,] n)
+            t = t.reshape(*t.shape[:-1], -1, blocks).movedim(-1, 1)
+            # contiguous: a view would keep the blocks' stride and every product would copy it again
+            return t.reshape(runs * blocks, *t.shape[2:]).contiguous()
+
+        per_block = {key: (value.repeat_interleave(blocks, 0) if isinstance(value, Tensor) else
+                           np.repeat(value, blocks)) for key, value in state.items() if key.startswith(
+                     ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov", "any_"))}
+        per_block["prior_mean"] = split(state["prior_mean"])
+        # every block of every run draws its own perturbations
+        per_block["seed"] = (np.asarray(state["seed"], dtype=np.int64)[:, None] * blocks + np.arange(blocks)).reshape(-1)
+        moved = self._advance(per_block, k, split(u), split(outputs), split(y))["u"]
+        merged = moved.view(runs, blocks, n_members, dim // blocks).movedim(1, -1).reshape(runs, n_members, dim)
+        return {**state, "u": merged, "mean_prev": u.mean(1), "h_used": state["step_size"]}
+
+    def _advance(self, state: State, k: int, u: Tensor, outputs: Tensor, y: Tensor) -> State:
+        runs, n_members, _ = u.shape
         mean = u.mean(1)
         du = u - mean.unsqueeze(1)
         dg = outputs - outputs.mean(1, keepdim=True)
@@ -135,8 +176,11 @@ class EnsembleKalmanInversion(Method):
         d = s + inv_gamma * torch.bmm(dg, offset.unsqueeze(2)) / n_members
         if state["any_tikhonov"].any():  # the parameter block: G~ = [G; u], y~ = [y; x0], Gamma~^-1 = [.; lambda I]
             lam_t = state["tikhonov"].unsqueeze(2)
-            d = d + lam_t * torch.bmm(du, (u - state["prior_mean"].unsqueeze(1)).transpose(1, 2)) / n_members
-            s = s + lam_t * torch.bmm(du, du.transpose(1, 2)) / n_members
+            # as for the outputs: u_j - x0 = dU_j + (mean - x0), so one J x J product over the parameters
+            block = lam_t * torch.bmm(du, du.transpose(1, 2)) / n_members
+            offset_u = (u.mean(1) - state["prior_mean"]).unsqueeze(2)
+            d = d + block + lam_t * torch.bmm(du, offset_u) / n_members
+            s = s + block
         h = self._step_size(state, torch.linalg.matrix_norm(d).unsqueeze(1))
         h3 = h.unsqueeze(2)
         e = -d

@@ -71,6 +71,8 @@ class Oracle:
     """
 
     provides: frozenset[str] = frozenset()
+    # the forward map's independent blocks (``Problem.blocks``): ensemble methods may localise to them
+    blocks: int = 1
 
     def grad(self, points: Tensor) -> Tensor:
         """Gradient of the step's loss at each run's point (``runs x dim``)."""

@@ -16,7 +16,9 @@ SOURCES = {"accuracy_eki": "EKI mean", "accuracy_closed_form": "posterior mean (
 def accuracy(inputs: dict[str, Any], output: str, claim: Claim) -> None:
     setup()
     points = pd.read_csv(inputs["points"])
-    points["series"] = [f"{e}\nJ={j}" for e, j in zip(points["experiment"], points["J"])]
+    localised = points["localised"] if "localised" in points else [False] * len(points)
+    points["series"] = [f"{e}\nJ={j}{' localised' if loc else ''}"
+                        for e, j, loc in zip(points["experiment"], points["J"], localised)]
     long = points.melt(id_vars=["series", "seed", "h"], value_vars=list(SOURCES), var_name="model",
                        value_name="test accuracy")
     long["model"] = long["model"].map(SOURCES)

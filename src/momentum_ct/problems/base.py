@@ -49,6 +49,10 @@ class Problem:
             methods: the model outputs ``G(x)`` of a stack of points ``xs`` (points x dim) on ``data``
             (points x outputs, no derivative taken) and the observations ``y`` they are fitted to (``outputs``;
             points x outputs when ``per_run``, the data then carrying a leading point axis).
+        blocks: the forward map's independent blocks (default 1: none). ``b > 1`` says that parameter ``i``
+            and output ``o`` belong to blocks ``i mod b`` and ``o mod b``, and that a block's outputs depend on
+            its own parameters only, each block with its own independent prior (``graph_ssl``: the classes).
+            Ensemble methods may localise their covariances to the blocks.
 
     Tensors the loss closes over must be bound with ``functools.partial`` (not captured in a closure),
     so that ``to`` can move them with the rest of the problem.
@@ -71,6 +75,7 @@ class Problem:
     vectorised: bool = False
     stacked_loss: Callable[[Tensor, Data, bool], Tensor] | None = None
     forward_map: Callable[[Tensor, Data, bool], tuple[Tensor, Tensor]] | None = None
+    blocks: int = 1
 
     @property
     def dim(self) -> int:

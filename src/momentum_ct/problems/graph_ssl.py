@@ -124,6 +124,7 @@ def make_graph_ssl(*, seed: int = 0, dataset: str = "moons", n_nodes: int = 400,
         accuracy=functools.partial(accuracy, sqrt_c, n_classes),
         forward_map=functools.partial(forward_map, sqrt_c, n_classes),
         extra=dict(sqrt_c=sqrt_c, n_classes=n_classes, points=x),
+        blocks=n_classes,  # xi and the outputs interleave the classes (nodes x classes), independent a priori
     )
 
 

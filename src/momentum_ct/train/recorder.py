@@ -27,11 +27,12 @@ def has_diverged(x: Tensor, threshold: float) -> bool:
 
 
 class TrajectoryRecorder:
-    """Rows ``step, t, loss, grad_norm, [test_loss, test_accuracy], x, m`` of one run.
+    """Rows ``step, t, loss, [test_loss, test_accuracy], grad_norm, [sq_dist], x, m`` of one run.
 
     The vectors are the method's records (``Method.record``): for the heavy-ball family ``x`` is the
     recurrence's ``x_k`` (never a look-ahead point) and ``m = (x_k - x_{k-1}) / step_size`` its velocity.
-    Metrics are evaluated at ``x``; ``t = k h`` uses the nominal learning rate ``h`` of the run.
+    Metrics are evaluated at ``x``; ``t = k h`` uses the nominal learning rate ``h`` of the run. ``sq_dist``
+    (problems with a known minimiser ``w*``) is ``|x - w*|^2``: measures of the distance need no vector then.
     """
 
     def __init__(self, problem: Problem, h: float):
@@ -49,16 +50,20 @@ class TrajectoryRecorder:
             with torch.no_grad():
                 metrics = self.problem.evaluate(x)
                 metrics["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))
+                if self.problem.minimiser is not None:
+                    metrics["sq_dist"] = float(((x - self.problem.minimiser) ** 2).sum())
         self.append(k, metrics, {name: v.detach().to(torch.float64).cpu().numpy().copy() for name, v in values.items()})
 
     def append(self, k: int, metrics: dict[str, float] | None, vectors: Mapping[str, np.ndarray]) -> None:
         """Add the row of step ``k`` from values computed elsewhere (the stacked engine computes them for
-        many runs at once). ``metrics``: ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` in that
-        order, or ``None`` for a diverged iterate; ``vectors``: the method's records, ``x`` first."""
+        many runs at once). ``metrics``: ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm``,
+        [``sq_dist``] in that order, or ``None`` for a diverged iterate; ``vectors``: the method's records, ``x`` first."""
         row = {"step": int(k), "t": k * self.h}
         if metrics is None:
             self.diverged_at = int(k)
             row.update(loss=math.inf, grad_norm=math.inf)
+            if self.problem.minimiser is not None:
+                row["sq_dist"] = math.inf
         else:
             row.update(metrics)
         self.vector_keys = tuple(vectors)

@@ -295,8 +295,9 @@ class _Evaluator:
         return hv.detach()
 
     def metrics(self, xs: Tensor) -> dict[str, Tensor]:
-        """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, in that order
-        (the order of ``Problem.evaluate`` followed by the gradient norm, as ``TrajectoryRecorder.record``)."""
+        """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, [``sq_dist``,] in
+        that order (the order of ``Problem.evaluate``, the gradient norm, the squared distance from a known
+        minimiser, as ``TrajectoryRecorder.record``)."""
         p = self.problem
         parts = [self._value_and_grad(x, d, False) for x, d in self._chunks(xs, p.train_data, False)]
         out = {"loss": torch.cat([v for v, _ in parts])}
@@ -306,6 +307,8 @@ class _Evaluator:
             if p.accuracy is not None:
                 out["test_accuracy"] = self._over_chunks(self._accuracy, xs, p.test_data, False)
         out["grad_norm"] = torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)
+        if p.minimiser is not None:
+            out["sq_dist"] = ((xs - p.minimiser) ** 2).sum(1)
         return out
 
 
@@ -317,6 +320,7 @@ class _StackOracle(Oracle):
 
     def __init__(self, evaluator: _Evaluator, data, per_run: bool):
         self.evaluator, self.data, self.per_run = evaluator, data, per_run
+        self.blocks = evaluator.problem.blocks
 
     def grad(self, points: Tensor) -> Tensor:
         return self.evaluator.grad(points, self.data, self.per_run)
