@@ -381,6 +381,33 @@ def test_graph_ssl_closed_form_and_eki_fixed_point():
     assert late[1] < 0.1 < late[0], late
 
 
+def test_claim_e2_judges_the_closed_form_gap_only_where_the_members_span_an_update(tmp_path):
+    """E2's regime: (parameters one update moves) / (J - 1) at most 1. Unlocalised, that is all 80 parameters of a
+    40-node two-class graph; localised, a class's 40."""
+    from momentum_ct.claims import measures
+    from momentum_ct.claims.judge import judge
+    from momentum_ct.io import read_json, read_trajectory
+    from momentum_ct.train.shard import write_shard
+    from momentum_ct.sweep import expand_series
+
+    eki = {"name": "eki", "spread": 1.0, "noise": 0.05, "tikhonov": 1.0}
+    config = {"experiments": {"e": {
+        "claims": ["E2"], "problem": "graph_ssl", "problem_options": {"dataset": "moons", "n_nodes": 40, "n_labels": 6},
+        "methods": [eki | {"J": 60}, eki | {"J": 60, "localise": 1}, eki | {"J": 100}],
+        "lam": [0.0], "h": [0.5], "horizon": 20.0, "n_records": 2, "engine": "stacked"}}}
+    write_shard(expand_series(config), str(tmp_path / "t.parquet"), str(tmp_path / "m.json"), log=lambda _: None)
+    traj, meta = read_trajectory(str(tmp_path / "t.parquet")), read_json(str(tmp_path / "m.json"), ["series"])
+    fits, points = measures.measure("E2", [dict(traj=traj, meta=meta)], {})
+    rows = judge(fits)
+    closed = rows[rows["quantity"] == "accuracy_gap_closed_form"].merge(points[["method", "J", "localised", "per_update"]],
+                                                                       on="method")
+    got = {(int(r.J), bool(r.localised)): (r.regime, r.verdict) for r in closed.itertuples()}
+    assert got[(60, False)][0] == pytest.approx(80 / 59) and got[(60, False)][1] == "inconclusive"
+    assert got[(60, True)][0] == pytest.approx(40 / 59) and got[(60, True)][1] != "inconclusive"
+    assert got[(100, False)][0] == pytest.approx(80 / 99) and got[(100, False)][1] != "inconclusive"
+    assert "parameters per update / (J - 1) = 1.36 > 1" in closed[closed["verdict"] == "inconclusive"]["note"].iloc[0]
+
+
 def test_claim_e2_needs_a_graph_prior():
     config = {"experiments": {"e": {"problem": "regression", "methods": ["eki"], "lam": [0.0], "claims": ["E2"],
                                     "h": [0.5], "horizon": 1.0, "engine": "stacked"}}}
