@@ -281,3 +281,33 @@ def test_predictions_without_vectors_give_the_same_measures(problem, monkeypatch
             assert (points["kind"] == "phase").any() and not (without[claim][1]["kind"] == "phase").any()
             points = points[points["kind"] != "phase"].dropna(axis=1, how="all").reset_index(drop=True)
         pd.testing.assert_frame_equal(points, without[claim][1], check_exact=True)
+
+
+@pytest.mark.parametrize("problem", ["toy2d", "digits_mlp"])
+def test_velocities_kept_in_the_dense_head_only_give_the_same_predictions_and_measures(problem):
+    """K3 compares velocities in the dense head only, so runs keep ``m`` there (``velocity_steps``): the K1-K3
+    predictions, rows and points equal those from runs that keep ``m`` at every record, the phase portrait
+    included."""
+    import dataclasses
+
+    spec = SeriesSpec(experiment="test", problem=problem, method="nag", lam=0.5, seed=0,
+                      h=h_grid({"start": 0.05, "halvings": 2, "scale_with_momentum": True}, 0.5),
+                      t_max=0.5, n_records=10, dense_steps=10, problem_options=PROBLEMS[problem])
+    out = {}
+    for name, s in (("head", dataclasses.replace(spec, velocity_steps=spec.dense_steps)), ("all", spec)):
+        columns, meta = run_series(s, log=lambda _: None)
+        traj = pd.DataFrame(columns).assign(method="nag", lam=0.5, seed=0)
+        kept = traj["m"].map(len) > 0
+        assert kept.all() if name == "all" else (kept == (traj["step"] < spec.dense_steps)).all() and not kept.all()
+        assert meta["m_kind"] == ("dense_head" if name == "head" else "as_x")
+        out[name] = {}
+        for claim, module in (("K1", k1), ("K2", k2), ("K3", k3)):
+            pred, info = predict_shard(claim, traj, {"series": [meta]}, ODE)
+            rows, points = module.measure(traj, pd.DataFrame(pred), info["series"][0], meta, fit_points=2)
+            out[name][claim] = (pd.DataFrame(pred), pd.DataFrame(rows), points)
+    for claim, frames in out["all"].items():
+        for full, head in zip(frames, out["head"][claim]):
+            assert not full.empty
+            pd.testing.assert_frame_equal(full, head, check_exact=True)
+    if problem == "toy2d":
+        assert (out["head"]["K3"][2]["kind"] == "phase").any()

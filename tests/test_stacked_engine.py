@@ -249,6 +249,8 @@ def test_experiments_whose_claims_read_no_path_keep_vectors_at_five_records_and_
     with_k1 = expand_series(dict(experiments=dict(e=experiment | dict(claims=["K4", "K1"], h={"start": 0.04,
                                                                                              "halvings": 2}))))
     assert {s.vector_records for s in with_k1} == {None}  # K1 reads the whole path
+    # and no claim reads velocities beyond the dense head (here none): m is kept there only
+    assert {s.velocity_steps for s in with_k1} == {0} and {s.velocity_steps for s in specs} == {None}
     results = {}
     for name, batch in (("sparse", specs), ("full", [dataclasses.replace(s, vector_records=None) for s in specs])):
         columns, meta = run_shard(batch, log=lambda _: None)

@@ -49,7 +49,8 @@ class Plan:
         steps = [s.steps_for(h) for s in specs for h in s.h]
         rows = sum(len(s.h) * (s.n_records + 1 + s.dense_steps) for s in specs)
         vector_rows = [min(s.n_records + 1 + s.dense_steps, s.vector_records or float("inf")) for s in specs]
-        trajectory_bytes = sum(recorded_bytes(len(s.h) * n, self._problem(s.experiment).dim)
+        trajectory_bytes = sum(recorded_bytes(len(s.h) * n, self._problem(s.experiment).dim,
+                                              None if s.velocity_steps is None else len(s.h) * s.velocity_steps)
                                for s, n in zip(specs, vector_rows))
         shards = self.sweep.groupby(["experiment", "shard"])["spec"].apply(list)
         return dict(series=len(specs), shards=len(shards), runs=len(steps), run_steps=float(sum(steps)),

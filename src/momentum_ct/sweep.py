@@ -89,9 +89,10 @@ def method_labels(exp: dict[str, Any], where: str = "experiment") -> list[str]:
 LIMITS = {"run_steps": 1e9, "steps_per_run": 1e7, "result_gb": 50.0}
 
 
-def recorded_bytes(rows: float, dim: int) -> float:
-    """Bytes of the recorded vectors ``x`` and ``m`` (float64) of ``rows`` trajectory rows."""
-    return rows * dim * 2 * 8
+def recorded_bytes(rows: float, dim: int, velocity_rows: float | None = None) -> float:
+    """Bytes of the recorded vectors (float64) of ``rows`` trajectory rows: ``x`` in each, ``m`` in each or in
+    ``velocity_rows`` of them."""
+    return (rows + (rows if velocity_rows is None else min(rows, velocity_rows))) * dim * 8
 
 
 def limits(config: dict[str, Any]) -> dict[str, float]:
@@ -207,11 +208,13 @@ def validate_config(config: dict[str, Any]) -> None:
                               "(raise limits.steps_per_run to allow it)")
         seeds, n_methods = len(seeds), len(methods)
         records = int(exp.get("n_records", 200)) + 1 + int(exp.get("dense_steps", 0))
+        velocity = velocity_steps(exp)  # the dense head records every step: that many rows keep m
         if not reads_path_vectors(exp):
             records = min(records, SPARSE_VECTOR_RECORDS)  # vectors kept at a few records per run
         for lam, g in grids.items():
             total_steps += seeds * n_methods * sum(steps_of(exp, lam, h) for h in g)
-            total_bytes += recorded_bytes(seeds * n_methods * len(g) * records, problem.dim)
+            runs = seeds * n_methods * len(g)
+            total_bytes += recorded_bytes(runs * records, problem.dim, None if velocity is None else runs * velocity)
         engine, device = exp.get("engine", "functional"), exp.get("device", "auto")
         if device == "cuda" and engine not in STACKED_ENGINES:
             raise ConfigError(f"{where}.device: only the stacked engine runs on cuda; "
@@ -240,6 +243,14 @@ def reads_path_vectors(exp: dict[str, Any]) -> bool:
     return any(CLAIMS[c].path_vectors for c in exp["claims"])
 
 
+def velocity_steps(exp: dict[str, Any]) -> int | None:
+    """``dense_steps`` where the experiment's runs keep their velocities in the dense head only (they keep vectors
+    along the path and no claim reads velocities beyond the head), else ``None``."""
+    if not reads_path_vectors(exp) or any(CLAIMS[c].path_velocity for c in exp["claims"]):
+        return None
+    return int(exp.get("dense_steps", 0))
+
+
 def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesSpec]:
     """The config's series. ``validate=False`` skips ``validate_config`` (which builds every problem), for a
     config already validated in this run, e.g. inside a cluster job."""
@@ -264,6 +275,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
                         problem_options=dict(exp.get("problem_options", {})),
                         dtype=exp.get("dtype", "float64"), device=exp.get("device", "auto"),
                         vector_records=None if path_vectors else SPARSE_VECTOR_RECORDS,
+                        velocity_steps=velocity_steps(exp),
                     ))
     return out
 

@@ -150,6 +150,9 @@ class Claim:
         path_vectors: whether the measure reads the recorded vectors (``x``, ``m``) along whole runs; where no claim
             of an experiment does, its runs keep them only at a few records each (``train.series``), which is
             what a network's trajectories would otherwise mostly consist of.
+        path_velocity: whether the claim reads the recorded velocities (``m``, the vectors after ``x``) beyond an
+            experiment's dense head (``dense_steps``); where no claim of an experiment does, its runs keep them only
+            there (K3 compares velocities with the slow manifold in the dense head only).
     """
 
     id: str
@@ -165,6 +168,7 @@ class Claim:
     requires: tuple[str, ...] = ()
     figures: dict[str, Figure] = field(default_factory=dict)
     path_vectors: bool = True
+    path_velocity: bool = False
     prediction_columns: tuple[str, ...] = ("kind", "t")
 
     def __post_init__(self):

@@ -119,7 +119,8 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
         step_size, lam, a = coefficients(spec.method, h, spec.lam)
         steps, t, x = run["step"].to_numpy(), run["t"].to_numpy(), stack(run["x"])
         if momentum and spec.dense_steps > 0:
-            _manifold(columns, problem, h, lam, a, steps, t, x, stack(run["m"]), spec.dense_steps)
+            head = steps < spec.dense_steps  # velocities are kept (and compared) in the dense head only
+            _manifold(columns, problem, h, lam, a, steps[head], t[head], x[head], stack(run["m"][head]))
             if problem.hessian is not None:
                 info["fast_root"][repr(h)] = fast_root(h, lam, a, torch.linalg.eigvalsh(problem.hessian).numpy())
         scale = time_scale(step_size, lam, h)
@@ -152,21 +153,19 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     return columns, info
 
 
-def _manifold(columns, problem, h, lam, a, steps, t, x, m, dense_steps) -> None:
-    """Leading-order and corrected manifold velocities at the recorded steps ``k < dense_steps``, their distances
+def _manifold(columns, problem, h, lam, a, steps, t, x, m) -> None:
+    """Leading-order and corrected manifold velocities at the given recorded steps (the dense head), their distances
     from the recorded velocities ``m`` and the leading-order distance's floor ``|h phi_1(x_k)|``."""
-    keep = steps < dense_steps
-    if not keep.any():
+    if not len(steps):
         return
     both = torch.func.vmap(lambda xi: gradient_and_curvature(problem, xi))
     g, hg = (torch.cat(parts) for parts in zip(*(both(torch.as_tensor(chunk))
-                                                  for chunk in np.array_split(x[keep], max(1, keep.sum() // 64)))))
+                                                  for chunk in np.array_split(x, max(1, len(x) // 64)))))
     lead = (-g / (1.0 - lam)).numpy()
     corrected = lead + first_order_term(h, lam, a) * hg.numpy()
     floor = distances(corrected, lead)
-    _append(columns, MANIFOLD_KINDS["leading"], "", h, steps[keep], t[keep], lead, distances(m[keep], lead), floor)
-    _append(columns, MANIFOLD_KINDS["corrected"], "", h, steps[keep], t[keep], corrected,
-            distances(m[keep], corrected), floor)
+    _append(columns, MANIFOLD_KINDS["leading"], "", h, steps, t, lead, distances(m, lead), floor)
+    _append(columns, MANIFOLD_KINDS["corrected"], "", h, steps, t, corrected, distances(m, corrected), floor)
 
 
 def _joined(traj: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:

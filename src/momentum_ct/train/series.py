@@ -62,6 +62,9 @@ class SeriesSpec:
     # None: the method's vectors (x, m) at every recorded step; n: only at n evenly spaced recorded steps of each
     # run (its first and last among them), empty elsewhere (the loss and metrics stay at every recorded step)
     vector_records: int | None = None
+    # None: the vectors other than x (the velocity m) wherever x is kept; n: only at the records with step < n (the
+    # dense head, where K3 compares velocities), empty elsewhere
+    velocity_steps: int | None = None
 
     def steps_for(self, h: float) -> int:
         """Steps of the run with learning rate ``h``: ``samples`` where set, else enough to reach ``t_max``."""
@@ -143,6 +146,9 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
             keep = set(sparse_positions(len(cols["step"]), spec.vector_records).tolist())
             for key in rec.vector_keys:
                 cols[key] = [v if i in keep else v[:0] for i, v in enumerate(cols[key])]
+        if spec.velocity_steps is not None:
+            for key in rec.vector_keys[1:]:  # x first: the iterate stays wherever vectors are kept
+                cols[key] = [v if k < spec.velocity_steps else v[:0] for k, v in zip(cols["step"], cols[key])]
         cols["h"] = [run["h"]] * len(cols["step"])
         parts.append(cols)
         columns = run["columns"]
@@ -152,7 +158,8 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         entries.append(entry | dict(columns=dict(columns), n_steps=run["n_steps"],
                                     diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
-                x_kind="full" if spec.vector_records is None else "sparse", dtype=spec.dtype, device=device,
+                x_kind="full" if spec.vector_records is None else "sparse",
+                m_kind="dense_head" if spec.velocity_steps is not None else "as_x", dtype=spec.dtype, device=device,
                 torch_version=torch.__version__)
     return concat_columns(parts), meta
 
