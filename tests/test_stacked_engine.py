@@ -220,6 +220,27 @@ def test_progress_estimate_follows_the_longest_remaining_run():
     assert lockstep_iterations(requests) == max(r.n_steps for r in requests)
 
 
+def test_progress_estimate_times_each_stack_at_its_own_cost():
+    """Stacks run one after another and may differ twentyfold in their cost per iteration (an ensemble of 2000
+    members after one of 500): the estimate times the stack under way at its own rate and counts the rest."""
+    now = [0.0]
+    meter = Progress(2, 200, total_iterations=200, log=None, stream=io.StringIO(), clock=lambda: now[0])
+    for cost in (1.0, 20.0):
+        meter.start_stack(100)
+        for _ in range(50 if cost > 1 else 100):
+            now[0] += cost
+            meter.update(steps=1, iterations=1)
+        if cost == 1.0:
+            meter.update(runs=1)
+    # 50 iterations of the second stack left at 20 s each; the mean over all so far (1100 s / 150) says 6 min
+    assert "at most 16m40s left (longest remaining run)" in meter.line() and "later stacks" not in meter.line()
+    meter = Progress(2, 200, total_iterations=200, log=None, stream=io.StringIO(), clock=lambda: now[0])
+    meter.start_stack(100)
+    now[0] += 10.0
+    meter.update(steps=10, iterations=10)
+    assert "this stack at most 1m30s left (longest remaining run), then 100 iterations of later stacks" in meter.line()
+
+
 def test_auto_device_keeps_small_problems_on_the_cpu(monkeypatch):
     """With a GPU present, ``auto`` sends a network to it but keeps a 2-D toy on the CPU, where lockstep
     iterations of a few flops per run are many times faster than kernel launches."""

@@ -33,7 +33,9 @@ class Progress:
         total_iterations: for an engine that advances its runs in lockstep, the iterations it makes (the
             longest run of each stack, summed over stacks). Its time left is set by the longest remaining
             run, not by the steps left: when given, the estimate is the iterations left at the mean cost of
-            an iteration so far, an upper bound, since iterations get cheaper as runs finish.
+            an iteration so far, an upper bound, since iterations get cheaper as runs finish. An engine that
+            runs several stacks one after another announces each (``start_stack``): the estimate is then the
+            current stack's iterations left at its own mean cost, and the later stacks' iterations are counted.
         log: callable taking a line, e.g. ``logging.getLogger(...).info``; ``None`` for no log lines.
         stream: where the live line goes; defaults to ``sys.stderr`` and is used only if it is a terminal.
         label: prefix of every line.
@@ -53,6 +55,9 @@ class Progress:
         self.total_iterations = None if total_iterations is None else int(total_iterations)
         self.runs = self.steps = self.diverged = self.iterations = 0
         self.start = self.clock()
+        # the stack (cohort) under way: its iterations, those done, when it started (``start_stack``)
+        self.stack_iterations = self.stack_done = 0
+        self.stack_start: float | None = None
         self._next_log = self.start + log_every
         self._next_live = self.start
         self._live_width = 0
@@ -66,17 +71,33 @@ class Progress:
                 f"{_count(rate)} steps/s, {_duration(elapsed)} elapsed")
         if self.diverged:
             text += f", {self.diverged} diverged"
-        if self.total_iterations and 0 < self.iterations < self.total_iterations:
+        if self.total_iterations and self.stack_start is not None and 0 < self.stack_done < self.stack_iterations:
+            # stacks differ in their cost per iteration (ensemble sizes, problems): the current stack's own
+            # rate bounds its time left; later stacks are counted, not timed
+            stack_left = ((self.stack_iterations - self.stack_done) * (self.clock() - self.stack_start)
+                          / self.stack_done)
+            later = self.total_iterations - self.iterations - (self.stack_iterations - self.stack_done)
+            if later > 0:
+                text += (f", this stack at most {_duration(stack_left)} left (longest remaining run), then "
+                         f"{_count(later)} iterations of later stacks")
+            else:
+                text += f", at most {_duration(stack_left)} left (longest remaining run)"
+        elif self.total_iterations and 0 < self.iterations < self.total_iterations:
             left = (self.total_iterations - self.iterations) * elapsed / self.iterations
             text += f", at most {_duration(left)} left (longest remaining run)"
         elif not self.total_iterations and 0 < frac < 1 and rate > 0:
             text += f", at most {_duration((self.total_steps - self.steps) / rate)} left"
         return text
 
+    def start_stack(self, iterations: int) -> None:
+        """A lockstep stack of ``iterations`` iterations (its longest run) starts now."""
+        self.stack_iterations, self.stack_done, self.stack_start = int(iterations), 0, self.clock()
+
     def update(self, *, steps: int = 0, runs: int = 0, diverged: int = 0, iterations: int = 0) -> None:
         """Add ``steps`` steps, ``iterations`` lockstep iterations and ``runs`` finished runs (``diverged`` of
         them diverged)."""
         self.iterations += iterations
+        self.stack_done += iterations
         self.steps += steps
         self.runs += runs
         self.diverged += diverged

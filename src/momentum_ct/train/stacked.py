@@ -201,6 +201,8 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
         cohorts.setdefault(cohort_key(r), []).append(i)
     with torch.no_grad():
         for ids in cohorts.values():
+            if progress is not None:
+                progress.start_stack(max(requests[i].n_steps for i in ids))
             _Cohort([requests[i] for i in ids], [recorders[i] for i in ids], device, dtype, chunk_elements,
                     progress).run()
     return recorders
