@@ -80,6 +80,10 @@ HYPERPARAMETERS = (
 )
 
 
+# the per-run columns a step reads (runs x 1), carried in the state from ``columns``
+RUN_COLUMNS = ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov")
+
+
 def _generator(seed: int, k: int) -> torch.Generator:
     """One stream per (seed, step): a step's draws do not depend on which runs share the stack."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + k)
@@ -115,7 +119,7 @@ class EnsembleKalmanInversion(Method):
         host = {key: (columns[key] != 0.0).reshape(-1).cpu().numpy()
                 for key in ("perturb", "adaptive", "tikhonov", "localise")}
         return {"u": u, "mean_prev": mean.clone(), "h_used": columns["step_size"].clone(), "prior_mean": x0,
-                **{key: columns[key] for key in ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov")},
+                **{key: columns[key] for key in RUN_COLUMNS},
                 "seed": seeds, "any_perturb": host["perturb"], "any_adaptive": host["adaptive"],
                 "any_tikhonov": host["tikhonov"], "any_localise": host["localise"]}
 
@@ -141,8 +145,8 @@ class EnsembleKalmanInversion(Method):
             return t.reshape(runs * blocks, *t.shape[2:]).contiguous()
 
         per_block = {key: (value.repeat_interleave(blocks, 0) if isinstance(value, Tensor) else
-                           np.repeat(value, blocks)) for key, value in state.items() if key.startswith(
-                     ("step_size", "noise", "perturb", "adaptive", "eps", "tikhonov", "any_"))}
+                           np.repeat(value, blocks)) for key, value in state.items()
+                     if key in RUN_COLUMNS or key.startswith("any_")}
         per_block["prior_mean"] = split(state["prior_mean"])
         # every block of every run draws its own perturbations
         per_block["seed"] = (np.asarray(state["seed"], dtype=np.int64)[:, None] * blocks + np.arange(blocks)).reshape(-1)
@@ -159,16 +163,16 @@ class EnsembleKalmanInversion(Method):
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
             coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
         else:
-            coef, rows, h, info = self._in_ensemble_space(state, k, u, du, dg, outputs.mean(1) - y)
+            coef, rows, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
             coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
         # u + coef @ rows in one call: the increment (J x dim per run) is never stored on its own
         return {**state, "u": torch.baddbmm(u, coef, rows), "mean_prev": mean, "h_used": h}
 
-    def _in_ensemble_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
+    def _in_ensemble_space(self, state: State, k: int, mean: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
         """``h E^T (I + h S)^-1 dU`` (module docstring) as ``(coefficients, dU)``: J x J products and solves only."""
-        n_members = u.shape[1]
+        n_members = du.shape[1]
         inv_gamma = (1.0 / state["noise"]).unsqueeze(2)  # (runs, 1, 1)
         # S_ij = <dG_i, Gamma^-1 dG_j> / J; D_ij = <dG_i, Gamma^-1 (G_j - y)> / J = S_ij + <dG_i, Gamma^-1 (mean G - y)> / J,
         # so one J x J product over the outputs (the costly part when there are many) serves both
@@ -178,7 +182,7 @@ class EnsembleKalmanInversion(Method):
             lam_t = state["tikhonov"].unsqueeze(2)
             # as for the outputs: u_j - x0 = dU_j + (mean - x0), so one J x J product over the parameters
             block = lam_t * torch.bmm(du, du.transpose(1, 2)) / n_members
-            offset_u = (u.mean(1) - state["prior_mean"]).unsqueeze(2)
+            offset_u = (mean - state["prior_mean"]).unsqueeze(2)
             d = d + block + lam_t * torch.bmm(du, offset_u) / n_members
             s = s + block
         h = self._step_size(state, torch.linalg.matrix_norm(d).unsqueeze(1))
@@ -186,7 +190,7 @@ class EnsembleKalmanInversion(Method):
         e = -d
         if state["any_perturb"].any():
             e = e + self._perturbation(state, k, dg, du, h3)
-        system = torch.eye(n_members, dtype=u.dtype, device=u.device) + h3 * s
+        system = torch.eye(n_members, dtype=du.dtype, device=du.device) + h3 * s
         chol, info = torch.linalg.cholesky_ex(system)
         # (K^-1 E)^T dU = E^T K^-1 dU (K symmetric): a J x J right-hand side, then one J x J by J x dim product;
         # h scales the J x J coefficients, not the J x dim increment
