@@ -120,6 +120,26 @@ def test_max_curvature_on_toy2d_matches_dense_hessian():
     assert max_curvature(problem, [x.numpy()], iterations=200) == pytest.approx(top, rel=1e-6)
 
 
+def test_max_curvature_of_several_points_is_the_largest_of_each_alone():
+    """The points iterate together (one vmapped product per iteration): the result is the largest of the
+    points' own estimates, the first point's start vector drawn first; a point with NaN coordinates is ignored."""
+    problem = make_problem("toy2d")
+    points = [np.array([0.2, 1.0]), np.array([1.5, -0.3]), np.array([0.0, 0.5])]
+    gen = torch.Generator().manual_seed(0)
+    starts = [torch.randn(2, generator=gen, dtype=torch.float64) for _ in points]
+    alone = []
+    for x, v in zip(points, starts):
+        x, v = torch.as_tensor(x), v / torch.linalg.vector_norm(v)
+        for _ in range(50):
+            hv = problem.hvp(x, v)
+            est = float(torch.linalg.vector_norm(hv))
+            v = hv / est
+        alone.append(est)
+    assert max_curvature(problem, points) == pytest.approx(max(alone), rel=1e-14)
+    assert max_curvature(problem, points + [np.array([np.nan, 0.0])]) == pytest.approx(max(alone), rel=1e-14)
+    assert max_curvature(problem, []) == 0.0
+
+
 # --- K1 in the package: series -> predict -> measure -------------------------------------------------
 
 # Small sweeps in the asymptotic regime (h L / (1 - lam)^2 <= 0.03 on the finest three halvings).

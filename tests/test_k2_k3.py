@@ -311,3 +311,30 @@ def test_velocities_kept_in_the_dense_head_only_give_the_same_predictions_and_me
             pd.testing.assert_frame_equal(full, head, check_exact=True)
     if problem == "toy2d":
         assert (out["head"]["K3"][2]["kind"] == "phase").any()
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_shared_gradient_flow_gives_each_series_its_own_solve(method):
+    """K1 and K2 solve the gradient flow once per problem instance of a shard, at the union of its series' times:
+    every series gets exactly (bit for bit) what a solve of its own gives, with an adaptive solver and with a
+    fixed-grid one (which then solves each series alone); another seed is another instance."""
+    ode = dataclasses.replace(ODE, method=method)
+    series, metas = [], []
+    for method_name, lam, seed in [("hb", 0.5, 0), ("nag", 0.9, 0), ("gd_rescaled", 0.5, 0), ("hb", 0.5, 1)]:
+        spec = SeriesSpec(experiment="test", problem="toy2d", method=method_name, lam=lam, seed=seed,
+                          h=h_grid({"start": 0.05, "halvings": 1, "scale_with_momentum": True}, lam),
+                          t_max=1.0 - lam, n_records=15, dense_steps=5, problem_options={})
+        columns, meta = run_series(spec, log=lambda _: None)
+        series.append(pd.DataFrame(columns).assign(method=method_name, lam=lam, seed=seed))
+        metas.append(meta)
+    shard = pd.concat(series, ignore_index=True)
+    for claim, module in (("K1", k1), ("K2", k2)):
+        batch, info = predict_shard(claim, shard, {"series": metas}, ode)
+        alone = [module.predict(traj, meta, ode) for traj, meta in zip(series, metas)]
+        assert [dict(i, key=None) for i in info["series"]] == [dict(i, key=None) for _, i in alone], claim
+        for key in ("kind", "t", "err", "x"):
+            joined = [v for columns, _ in alone for v in columns.get(key, [])]
+            assert len(batch[key]) == len(joined), (claim, key)
+            np.testing.assert_array_equal(np.asarray(batch[key], dtype=object if key == "kind" else float),
+                                          np.asarray(joined, dtype=object if key == "kind" else float),
+                                          err_msg=f"{claim} {key}")

@@ -141,6 +141,9 @@ class Claim:
             ``measure(traj, specs, **options) -> (rows, points)``; ``options`` are the config's ``measure`` keys.
         predict: per series ``predict(traj, meta, ode) -> (columns, info)``, or ``None`` when the claim
             needs no continuous-time prediction.
+        predict_batch: optional ``predict_batch([(traj, meta), ...], ode) -> [(columns, info), ...]``, the same for
+            every series of a training job at once, where series share work (K1's gradient flow is the same for
+            every method and lam of a seed); the prediction stage uses it when given.
         scope: ``series`` or ``experiment``.
         dtypes: the training dtypes whose trajectories can serve the claim (orders of convergence need float64).
         requires: what an experiment must offer for the claim to be measured on it (``REQUIREMENTS``).
@@ -163,6 +166,7 @@ class Claim:
     quantities: dict[str, Quantity] = field(default_factory=dict)
     measure: Callable[..., Any] | None = None
     predict: Callable[..., Any] | None = None
+    predict_batch: Callable[..., Any] | None = None
     scope: str = "series"
     dtypes: tuple[str, ...] = ("float64",)
     requires: tuple[str, ...] = ()

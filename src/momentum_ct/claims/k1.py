@@ -1,6 +1,7 @@
 """Claim K1: the iterates follow the time-rescaled gradient flow to first order in h."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ from ..ct.fit import loglog_slope, max_curvature, rescaling_factor
 from ..ct.flows import gradient_flow
 from ..ct.integrate import OdeOptions, integrate
 from ..io import stack
+from ..train.series import SeriesSpec
 from .common import distances, fit_window, flow_scale, keeps_vectors, problem_of, regime_number, row, sup_errors
 
 # Grid of the plain flow used to fit c: cubic-spline error ~ spacing^4 stays far below the O(h) effects
@@ -27,14 +29,56 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     ``VECTOR_MAX_DIM`` dimensions, the predicted ``x``; ``info["rescale_factor"]`` holds ``c`` per h for the two
     finest h with finite errors above round-off (those the measure reports).
     """
-    spec, problem = problem_of(meta)
+    return predict_batch([(traj, meta)], ode)[0]
+
+
+def predict_batch(items: list[tuple[pd.DataFrame, dict[str, Any]]], ode: OdeOptions = OdeOptions()) -> list:
+    """``predict`` for every series of a shard, the plain flow of each problem instance solved once
+    (``plain_flows``): the series of one seed differ in method and lam, not in their flow."""
+    return [_predict(traj, meta, ode, problem, both)
+            for (traj, meta), (problem, both) in zip(items, plain_flows(items, _flow_times, ode))]
+
+
+def _plain_grid(spec, problem) -> np.ndarray:
+    """The grid of the plain flow that ``c`` is fitted on; it covers ``c`` up to twice its prediction."""
+    n_grid = PLAIN_FLOW_POINTS if problem.dim <= LARGE_DIM else PLAIN_FLOW_POINTS_LARGE
+    return np.linspace(0.0, 2.0 * flow_scale(spec) * spec.t_max, n_grid)
+
+
+def _flow_times(traj: pd.DataFrame, spec, problem) -> np.ndarray:
+    """The plain-flow times a series needs: ``scale * t`` at its recorded ``t``, then the grid ``c`` is fitted on."""
+    return np.concatenate([flow_scale(spec) * traj["t"].to_numpy(), _plain_grid(spec, problem)])
+
+
+def plain_flows(items, times_of, ode: OdeOptions = OdeOptions()) -> list[tuple[Any, np.ndarray]]:
+    """``(problem, plain gradient flow from x_0 at times_of(traj, spec, problem))`` per series.
+
+    One solve per problem instance (problem, options and seed), at the union of its series' times. An adaptive
+    solver's steps do not depend on the output times (``OdeOptions.adaptive``), so each series gets exactly the
+    values a solve of its own would give; a fixed-grid solver steps through its output times, and solves each
+    series alone.
+    """
+    specs = [SeriesSpec.from_dict(meta["spec"]) for _, meta in items]
+    groups: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        instance = [spec.problem, spec.seed, spec.problem_options] if ode.adaptive else i
+        groups.setdefault(json.dumps(instance, sort_keys=True, default=str), []).append(i)
+    out: list = [None] * len(items)
+    for members in groups.values():
+        problem = problem_of(items[members[0]][1])[1]
+        times = [times_of(items[i][0], specs[i], problem) for i in members]
+        flow = integrate(gradient_flow(problem, 1.0), problem.x0, np.concatenate(times), ode).numpy()
+        for i, part in zip(members, np.split(flow, np.cumsum([len(t) for t in times])[:-1])):
+            out[i] = (problem, part)
+    return out
+
+
+def _predict(traj, meta, ode, problem, both) -> tuple[dict, dict]:
+    spec = SeriesSpec.from_dict(meta["spec"])
     scale = flow_scale(spec)
     t = traj["t"].to_numpy()
-    n_grid = PLAIN_FLOW_POINTS if problem.dim <= LARGE_DIM else PLAIN_FLOW_POINTS_LARGE
-    s = np.linspace(0.0, 2.0 * scale * spec.t_max, n_grid)  # covers c up to twice its prediction
-    # the rescaled flow at t is the plain flow at scale * t: one solve gives both
-    both = integrate(gradient_flow(problem, 1.0), problem.x0, np.concatenate([scale * t, s]), ode).numpy()
     x, y = both[: len(t)], both[len(t):]
+    s = _plain_grid(spec, problem)
     curvature = path_curvature(problem, traj)
     err = distances(stack(traj["x"]), x)
     if keeps_vectors(problem):
@@ -60,12 +104,6 @@ def rescale_estimate(traj: pd.DataFrame, h: float, s: np.ndarray, y: np.ndarray,
     its prediction ``scale``."""
     run = traj[(traj["h"] == h) & np.isfinite(traj["loss"])]
     return rescaling_factor(run["t"].to_numpy(), stack(run["x"]), s, y, (0.5 * scale, 2.0 * scale))
-
-
-def rescaled_flow(problem, spec, t: np.ndarray, ode: OdeOptions = OdeOptions()) -> np.ndarray:
-    """K1's time-rescaled gradient flow from ``x_0`` at the times ``t`` (rows x dimension): the plain flow at
-    ``t / (1 - lam)``."""
-    return integrate(gradient_flow(problem, 1.0), problem.x0, flow_scale(spec) * np.asarray(t), ode).numpy()
 
 
 def path_curvature(problem, traj: pd.DataFrame, n_points: int = 5) -> float:

@@ -22,8 +22,9 @@ from ..ct.integrate import OdeOptions, integrate
 from ..ct.second_order import alpha, initial_state, second_order, second_order_hessian
 from ..io import stack
 from ..optim import coefficients, get_method
+from ..train.series import SeriesSpec
 from . import k1
-from .common import distances, fit_window, keeps_vectors, problem_of, regime_number, row, sup_errors
+from .common import distances, fit_window, flow_scale, keeps_vectors, problem_of, regime_number, row, sup_errors
 
 TRANSIENT_LEFT = 1e-3
 # prediction kinds: the substituted equation (every momentum method) and NAG's unsubstituted form
@@ -59,14 +60,32 @@ def predict(traj: pd.DataFrame, meta: dict[str, Any], ode: OdeOptions = OdeOptio
     ``h``, ``step``, ``t``, ``err`` (``|x_k - x(t_k)|``) and, up to ``VECTOR_MAX_DIM`` dimensions, the predicted
     ``x``. K2's systems are stiff for small ``h`` and go to ``ode.stiff()``.
     """
-    spec, problem = problem_of(meta)
+    return predict_batch([(traj, meta)], ode)[0]
+
+
+def predict_batch(items: list[tuple[pd.DataFrame, dict[str, Any]]], ode: OdeOptions = OdeOptions()) -> list:
+    """``predict`` for every series of a shard; K1's flow is solved once per problem instance (``k1.plain_flows``)."""
+    specs = [SeriesSpec.from_dict(meta["spec"]) for _, meta in items]
+    kept = [item for item, spec in zip(items, specs) if modelled(spec.method)]
+    flows = iter(k1.plain_flows(kept, _flow_times, ode))
+    return [_predict(traj, meta, spec, ode, *next(flows)) if modelled(spec.method) else _skipped(spec, ode)
+            for (traj, meta), spec in zip(items, specs)]
+
+
+def _flow_times(traj: pd.DataFrame, spec: SeriesSpec, problem) -> np.ndarray:
+    return flow_scale(spec) * traj["t"].to_numpy()  # K1's rescaled flow is the plain flow at scale * t
+
+
+def _skipped(spec: SeriesSpec, ode: OdeOptions) -> tuple[dict, dict]:
+    info = dict(claim="K2", ode=ode.as_dict(), skipped=f"{spec.method}: one-step method, no transient to model")
+    return {"kind": [], "h": [], "step": [], "t": [], "err": []}, info
+
+
+def _predict(traj, meta, spec, ode, problem, flow) -> tuple[dict, dict]:
     info: dict[str, Any] = dict(claim="K2", ode=ode.as_dict())
-    if not modelled(spec.method):
-        info["skipped"] = f"{spec.method}: one-step method, no transient to model"
-        return {"kind": [], "h": [], "step": [], "t": [], "err": []}, info
     stiff = ode.stiff()
     h_col, t = traj["h"].to_numpy(), traj["t"].to_numpy()
-    parts = {"rescaled_flow": k1.rescaled_flow(problem, spec, t, ode)}
+    parts = {"rescaled_flow": flow}
     alphas = {}
     for h in sorted(set(h_col)):
         _, lam, a = coefficients(spec.method, h, spec.lam)

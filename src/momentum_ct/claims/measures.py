@@ -97,12 +97,15 @@ def predict_shard(claim_id: str, traj: pd.DataFrame, meta: dict[str, Any], ode: 
     """Predictions for every series of a shard: ``(columns with series keys, info)``."""
     from ..io import concat_columns
 
-    fn = get_claim(claim_id).predict
-    if fn is None:
+    claim = get_claim(claim_id)
+    if claim.predict is None:
         raise ValueError(f"claim {claim_id} makes no prediction")
+    series = list(series_of(traj, meta))
+    items = [(series_traj, series_meta) for _, series_traj, series_meta in series]
+    results = (claim.predict_batch(items, ode) if claim.predict_batch is not None
+               else [claim.predict(*item, ode) for item in items])
     parts, infos = [], []
-    for key, series_traj, series_meta in series_of(traj, meta):
-        columns, info = fn(series_traj, series_meta, ode)
+    for (key, _, _), (columns, info) in zip(series, results):
         n = len(columns["t"])
         parts.append({k: [v] * n for k, v in zip(SERIES_KEYS, key)} | columns)
         infos.append(dict(info, key=list(key)))

@@ -25,6 +25,7 @@ BUILTIN: tuple[Claim, ...] = (
             Quantity("rescale_factor", "fitted time-rescaling factor c", 0.02, relative=True, regime_limit=0.05),
         ),
         predict=k1.predict,
+        predict_batch=k1.predict_batch,
         measure=k1.measure,
         requires=("several_h",),
         figures={
@@ -75,6 +76,7 @@ BUILTIN: tuple[Claim, ...] = (
                      0.0, comparison="below", regime_limit=0.05),
         ),
         predict=k2.predict,
+        predict_batch=k2.predict_batch,
         measure=k2.measure,
         requires=("several_h", "momentum"),
         figures={

@@ -69,19 +69,29 @@ def rescaling_factor(times, xs, flow_times, flow_xs, bracket: tuple[float, float
 
 
 def max_curvature(problem: Problem, points, iterations: int = 50, seed: int = 0) -> float:
-    """Largest |Hessian eigenvalue| met at ``points``, by power iteration on Hessian-vector products."""
+    """Largest |Hessian eigenvalue| met at ``points``, by power iteration on Hessian-vector products.
+
+    The points iterate together: one vmapped product per iteration for all of them (on a network, several
+    times faster than one point after another, and the same numbers). A point whose product vanishes or is
+    not finite stops there; a NaN estimate is ignored."""
     gen = torch.Generator().manual_seed(seed)
-    best = 0.0
-    for x in points:
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-        v = torch.randn(x.shape, generator=gen, dtype=torch.float64)
-        v /= torch.linalg.vector_norm(v)
-        est = 0.0
-        for _ in range(iterations):
-            hv = problem.hvp(x, v)
-            est = float(torch.linalg.vector_norm(hv))
-            if est == 0.0 or not np.isfinite(est):
-                break
-            v = hv / est
-        best = max(best, est)
-    return best
+    xs = [torch.as_tensor(np.asarray(x), dtype=torch.float64) for x in points]
+    if not xs:
+        return 0.0
+    # one draw per point, in order: the same start vectors as drawing them one point at a time
+    v = torch.stack([torch.randn(x.shape, generator=gen, dtype=torch.float64) for x in xs])
+    v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    xs = torch.stack(xs)
+    hvp = torch.func.vmap(problem.hvp)
+    est = torch.zeros(len(xs), dtype=torch.float64)
+    active = torch.ones(len(xs), dtype=torch.bool)
+    for _ in range(iterations):
+        hv = hvp(xs, v)
+        norm = torch.linalg.vector_norm(hv, dim=1)
+        est = torch.where(active, norm, est)
+        active = active & (norm != 0.0) & torch.isfinite(norm)
+        if not bool(active.any()):
+            break
+        v = torch.where(active.unsqueeze(1), hv / norm.unsqueeze(1), v)
+    est = est[~torch.isnan(est)]
+    return max(0.0, float(est.max())) if len(est) else 0.0

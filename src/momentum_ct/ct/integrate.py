@@ -10,6 +10,8 @@ import torch
 
 # scipy's solvers reached through torchdiffeq's ``scipy_solver`` method
 STIFF_SOLVERS = ("LSODA", "BDF", "Radau")
+# Fixed-grid methods step from one output time to the next; the others choose their own steps.
+FIXED_GRID = ("rk4", "euler", "midpoint")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,12 @@ class OdeOptions:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the solver's steps are independent of the output times (values between steps come from its
+        interpolant), so that a solve at more times gives the same values at the times it shares."""
+        return self.method not in FIXED_GRID
 
     def stiff(self) -> "OdeOptions":
         """The same tolerances with torchdiffeq's ``scipy_solver`` running ``stiff_solver``."""
