@@ -1,4 +1,5 @@
-"""Throughput of the training engines: per-run Lightning, per-run plain loop, stacked engine at N runs.
+"""Throughput of the training engines: per-run Lightning, per-run plain loop, stacked engine at N runs
+(N = 1, 8, 64, 256; on a GPU also 1,024 and 4,096).
 
     python benchmarks/sweep.py            # full table (about 10 minutes on a 2-core laptop)
     python benchmarks/sweep.py --quick    # smoke test (under a minute)
@@ -276,10 +277,13 @@ def main(argv=None) -> None:
         return
 
     repeats = args.repeats or (1 if args.quick else 3)
+    import torch
+
     sizes = (1, 8) if args.quick else (1, 8, 64, 256)
+    if not args.quick and args.device != "cpu" and torch.cuda.is_available():
+        sizes += (1024, 4096)  # where a GPU has the width to fill: the stacked MLP's matmul rate at N >= 4096
     per_run = 2 if args.quick else 3
     base = dict(threads=args.threads, dtype=args.dtype, device=args.device, quick=args.quick, repeats=repeats)
-    import torch
 
     load0 = os.getloadavg()
     mm0 = matmul_throughput(args.dtype, args.threads, args.device)
