@@ -19,6 +19,9 @@ markdown tables:
    runs of a job together, each with its own number of steps) against groups of equal h run one
    after another, and against the plain loop.
 
+The stacked rows time the lockstep engine (``compiled=False``); the compiled loops that toy2d's runs take in the
+pipeline are timed by ``benchmarks/compiled.py``.
+
 FLOPs are counted analytically, matrix products only. Digits MLP, layer widths ``w_0 .. w_L``,
 ``n`` samples: forward ``2 n S`` with ``S = sum_l w_(l-1) w_l``; backward ``2 n S`` for the weight
 gradients plus ``2 n (S - w_0 w_1)`` for the activation gradients (none for the input layer), so a
@@ -114,7 +117,7 @@ def _child(job: dict) -> dict:
 
     def once():
         if engine.startswith("stacked"):
-            run_many(requests, device=device, dtype=dtype)
+            run_many(requests, device=device, dtype=dtype, compiled=False)
         else:
             single = run_functional if engine == "functional" else run_lightning
             for r in requests:
@@ -163,8 +166,8 @@ def _clock_child(job: dict) -> dict:
     for r in requests:
         groups.setdefault(r.h, []).append(r)
     ways = {
-        "lockstep": lambda: run_many(requests, device="cpu"),
-        "groups_of_h": lambda: [run_many(g, device="cpu") for g in groups.values()],
+        "lockstep": lambda: run_many(requests, device="cpu", compiled=False),
+        "groups_of_h": lambda: [run_many(g, device="cpu", compiled=False) for g in groups.values()],
         "plain_loop": lambda: [run_functional(r.problem, method=r.method, hyperparameters=r.hyperparameters,
                                               h=r.h, lam=r.lam, n_steps=r.n_steps, record_at=r.record_at,
                                               batch_size=r.batch_size, seed=r.seed)

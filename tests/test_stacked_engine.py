@@ -291,3 +291,52 @@ def test_experiments_whose_claims_read_no_path_keep_vectors_at_five_records_and_
     for sparse, full in zip(results["sparse"], results["full"]):
         assert not sparse.empty
         pd.testing.assert_frame_equal(sparse, full, check_exact=True)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_compiled_loops_record_what_lockstep_records_bit_for_bit():
+    """Heavy-ball runs on toy2d (``Problem.point_grad``) in compiled loops (``train.compiled``) against the lockstep
+    engine: the same rows, values equal bit for bit, the same divergence (after some steps, and at a start that is
+    not finite), record steps given out of order, repeated and past the run's end, and the same progress counts."""
+    from momentum_ct.train import compiled
+
+    requests = [_request(*run) for run in RUNS if run[0] == "toy2d"]
+    odd = make_problem("toy2d", seed=3)
+    requests.append(RunRequest(odd, "nag", 0.01, 0.9, 60, np.array([59, 3, 3, 0, 200, 60, 17]), None, 3))
+    requests.append(RunRequest(odd, "hb", 0.01, 0.9, 40, np.array([5, 10]), None, 3))  # no record at 0
+    nan_start = make_problem("toy2d", seed=4, start=(float("nan"), 1.0))
+    requests += [RunRequest(nan_start, "hb", 0.01, 0.5, 20, np.array([0, 10, 20]), None, 4),
+                 RunRequest(nan_start, "nag", 0.01, 0.5, 20, np.array([10, 20]), None, 4)]
+    assert all(compiled.eligible(r.method, r.problem, torch.device("cpu"), torch.float64) for r in requests)
+    meters = {}
+    results = {}
+    for name, flag in (("compiled", True), ("lockstep", False)):
+        meters[name] = Progress(len(requests), sum(r.n_steps for r in requests), log=None, stream=io.StringIO(),
+                                total_iterations=lockstep_iterations(requests))
+        results[name] = run_many(requests, device="cpu", progress=meters[name], compiled=flag)
+    diverged = [r.diverged_at for r in results["lockstep"]]
+    assert diverged[-2:] == [0, 1] and sum(d is not None for d in diverged) == 3
+    for i, (a, b) in enumerate(zip(results["lockstep"], results["compiled"])):
+        assert a.diverged_at == b.diverged_at, i
+        ca, cb = a.columns(), b.columns()
+        assert list(ca) == list(cb) and list(ca["step"]) == list(cb["step"]), i
+        for key in ca:
+            x = np.stack(ca[key]) if key in ("x", "m") else np.asarray(ca[key], dtype=float)
+            y = np.stack(cb[key]) if key in ("x", "m") else np.asarray(cb[key], dtype=float)
+            np.testing.assert_array_equal(x, y, err_msg=f"run {i}: {key}")
+    for field in ("runs", "steps", "diverged", "iterations"):
+        assert getattr(meters["compiled"], field) == getattr(meters["lockstep"], field), field
+
+
+def test_point_gradient_is_the_gradient_bit_for_bit():
+    """toy2d's compiled point gradient performs ``grad``'s operations in ``grad``'s order."""
+    import numba
+
+    problem = make_problem("toy2d")
+    points = np.random.default_rng(0).normal(scale=3.0, size=(200, 2))
+    expected = problem.grad(torch.as_tensor(points), ()).numpy()
+    point_grad = numba.njit(problem.point_grad)
+    out = np.empty(2)
+    for x, g in zip(points, expected):
+        point_grad(x, out)
+        np.testing.assert_array_equal(out, g)

@@ -49,6 +49,10 @@ class Problem:
             methods: the model outputs ``G(x)`` of a stack of points ``xs`` (points x dim) on ``data``
             (points x outputs, no derivative taken) and the observations ``y`` they are fitted to (``outputs``;
             points x outputs when ``per_run``, the data then carrying a leading point axis).
+        point_grad: optional gradient of one point in plain arithmetic, ``point_grad(x, out)`` writing ``grad f(x)``
+            into ``out`` (float64 arrays, indexing and scalar operations only), for a small problem without data:
+            numba compiles it, and the stacked engine then runs the heavy-ball family in compiled loops
+            (``train.compiled``). Its operations must be those of ``grad``, in the same order (tested).
         blocks: the forward map's independent blocks (default 1: none). ``b > 1`` says that parameter ``i``
             and output ``o`` belong to blocks ``i mod b`` and ``o mod b``, and that a block's outputs depend on
             its own parameters only, each block with its own independent prior (``graph_ssl``: the classes).
@@ -75,6 +79,7 @@ class Problem:
     vectorised: bool = False
     stacked_loss: Callable[[Tensor, Data, bool], Tensor] | None = None
     forward_map: Callable[[Tensor, Data, bool], tuple[Tensor, Tensor]] | None = None
+    point_grad: Callable[[Any, Any], None] | None = None
     blocks: int = 1
 
     @property

@@ -21,6 +21,14 @@ def toy2d_grad(x, data=()):
     return torch.stack([u * (u**2 - 1.0) - 2.0 * u * r, 2.0 * r], dim=-1)
 
 
+def toy2d_point_grad(x, out):
+    """``toy2d_grad`` at one point into ``out``, the same operations in the same order (compiled by numba)."""
+    u, v = x[0], x[1]
+    r = v - 0.5 * u**2
+    out[0] = u * (u**2 - 1.0) - 2.0 * u * r
+    out[1] = 2.0 * r
+
+
 def toy2d_hvp(x, w, data=()):
     """Hessian ``[[6u^2 - 2v - 1, -2u], [-2u, 2]]`` at ``x = (u, v)`` applied to ``w``."""
     u, v = x[..., 0], x[..., 1]
@@ -37,6 +45,6 @@ def make_toy2d(*, seed: int = 0, start: tuple[float, float] = (0.3, 1.5), jitter
     x0 = torch.tensor(start, dtype=torch.float64) + jitter * torch.randn(2, generator=gen, dtype=torch.float64)
     return Problem(
         name="toy2d", options=dict(seed=seed, start=list(start), jitter=jitter), x0=x0, loss=toy2d_loss, grad=toy2d_grad,
-        hessian_vector=toy2d_hvp,
+        hessian_vector=toy2d_hvp, point_grad=toy2d_point_grad,
         minimiser=torch.tensor([1.0, 0.5], dtype=torch.float64), seed_sets_start_only=True, vectorised=True,
     )

@@ -56,6 +56,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..optim import FORWARD, GRAD, HVP, ONE_SAMPLE, Method, Oracle, check_needs, resolve_method
 from ..problems import Problem
+from .compiled import eligible as compiled_eligible, run_compiled
 from .progress import Progress
 from .recorder import TrajectoryRecorder
 
@@ -176,7 +177,7 @@ def run_stacked(problem: Problem, *, method: Any, h: float, lam: float, n_steps:
 
 def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
              dtype: str | torch.dtype = torch.float64, progress: Progress | None = None,
-             chunk_elements: int | None = None) -> list[TrajectoryRecorder]:
+             chunk_elements: int | None = None, compiled: bool = True) -> list[TrajectoryRecorder]:
     """Advance every run and return one recorder per request, in order, with the rows the single-run
     engines would record (same steps, same columns; values equal to round-off).
 
@@ -187,6 +188,8 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
         progress: optional ``Progress``, updated as runs advance and finish (not closed here).
         chunk_elements: size of the run chunks a network is evaluated in (see ``CPU_CHUNK_ELEMENTS``);
             ``None``: that value on the CPU, no chunking on CUDA.
+        compiled: run the cohorts that can (``train.compiled``: the heavy-ball family on a small problem with a
+            point gradient) in compiled loops, one run after another, instead of in lockstep; the same rows.
     """
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     if chunk_elements is None:
@@ -203,8 +206,12 @@ def run_many(requests: list[RunRequest], *, device: str | torch.device = "auto",
         for ids in cohorts.values():
             if progress is not None:
                 progress.start_stack(max(requests[i].n_steps for i in ids))
-            _Cohort([requests[i] for i in ids], [recorders[i] for i in ids], device, dtype, chunk_elements,
-                    progress).run()
+            cohort = _Cohort([requests[i] for i in ids], [recorders[i] for i in ids], device, dtype, chunk_elements,
+                             progress)
+            if compiled and compiled_eligible(cohort.method, cohort.problem, device, dtype):
+                run_compiled(cohort)
+            else:
+                cohort.run()
     return recorders
 
 

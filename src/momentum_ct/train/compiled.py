@@ -1,0 +1,133 @@
+"""Runs of the heavy-ball family on a small data-free problem in compiled loops, one run after another.
+
+The lockstep engine (``train.stacked``) pays Python and dispatch overhead per iteration: 40-80 us for a
+few flops per run on a 2-D problem, so a batch's time is its longest run times that overhead. Where the
+problem states its gradient at one point in plain arithmetic (``Problem.point_grad``), numba compiles it
+together with the heavy-ball step ``x_{k+1} = x_k + lam (x_k - x_{k-1}) - step_size grad f(x_k + a (x_k -
+x_{k-1}))`` into one loop per run, which costs about what its arithmetic costs. The loop performs the
+engine's floating-point operations in the engine's order (no fused multiply-add, no reassociation), so
+trajectories equal the lockstep engine's. The rest is the engine's own: records are copied at the same
+steps, their values come from ``Method.record`` and their metrics from the stacked evaluator, a run that
+diverges (not finite, or grown past its threshold) is recorded at the step where it diverged and stops.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..optim.heavy_ball import HeavyBallFamily
+
+
+def eligible(method, problem, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether a cohort can run compiled: the heavy-ball family, a problem with ``point_grad`` and no data, on the
+    CPU in float64 (the loop's arithmetic), where numba is installed."""
+    return (isinstance(method, HeavyBallFamily) and problem.point_grad is not None and not problem.train_data
+            and device.type == "cpu" and dtype == torch.float64 and importlib.util.find_spec("numba") is not None)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(point_grad: Callable) -> Callable:
+    """The compiled run loop for one problem's point gradient (numba compiles it on the first call)."""
+    import numba  # imported here: only runs that use it pay for loading the compiler
+
+    grad, norm = numba.njit(point_grad), numba.njit(_norm)
+
+    @numba.njit
+    def run(x, xp, step_size, lam, a, n_steps, record_steps, threshold, xs, xps):
+        """Advance ``x`` (and ``xp``, the iterate before it) in place, copying both into the rows of ``xs``, ``xps``
+        at ``record_steps`` (sorted, within [0, n_steps]); returns the rows copied and the step at which the run
+        diverged (-1: it did not), where ``x`` and ``xp`` then stop."""
+        dim = x.shape[0]
+        g, point, new = np.empty(dim), np.empty(dim), np.empty(dim)
+        j = 0
+        for k in range(n_steps + 1):
+            if j < record_steps.shape[0] and record_steps[j] == k:
+                if k == 0 and not norm(x) <= threshold:  # a start that has diverged already (as the engine)
+                    return 0, 0
+                for i in range(dim):
+                    xs[j, i] = x[i]
+                    xps[j, i] = xp[i]
+                j += 1
+            if k == n_steps:
+                break
+            if a != 0.0:
+                for i in range(dim):
+                    point[i] = x[i] + a * (x[i] - xp[i])
+                grad(point, g)
+            else:
+                grad(x, g)
+            for i in range(dim):
+                new[i] = x[i] + lam * (x[i] - xp[i]) - step_size * g[i]
+            for i in range(dim):
+                xp[i] = x[i]
+                x[i] = new[i]
+            if not norm(x) <= threshold:
+                return j, k + 1
+        return j, -1
+
+    return run
+
+
+def _norm(x):
+    """``|x|`` as the engine's divergence test computes it (the sum of squares in index order)."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return np.sqrt(s)
+
+
+def run_compiled(cohort) -> None:
+    """Advance every run of a ``train.stacked`` cohort (its state, schedules and recorders) with the compiled
+    loop, then record: values through the method's ``record``, metrics through the cohort's evaluator."""
+    run = _compiled(cohort.problem.point_grad)
+    state = cohort.state
+    columns = {name: state[name][:, 0].numpy() for name in ("step_size", "lam", "a")}
+    x0, xp0 = state["x"].numpy(), state["x_prev"].numpy()
+    thresholds = cohort.thresholds.numpy()
+    longest = 0
+    rows = []  # (run, steps, xs, xps, diverged_at, x, xp)
+    for i, request in enumerate(cohort.requests):
+        steps = np.unique(np.asarray(request.record_at, dtype=np.int64))
+        steps = steps[(steps >= 0) & (steps <= request.n_steps)]
+        x, xp = x0[i].copy(), xp0[i].copy()
+        xs, xps = np.empty((len(steps), len(x))), np.empty((len(steps), len(x)))
+        n, at = run(x, xp, columns["step_size"][i], columns["lam"][i], columns["a"][i], int(request.n_steps), steps,
+                    float(thresholds[i]), xs, xps)
+        rows.append((i, steps[:n], xs[:n], xps[:n], at, x, xp))
+        done = int(request.n_steps) if at < 0 else at
+        longest = max(longest, done)
+        cohort._report(steps=done, runs=1, diverged=int(at >= 0))
+    cohort._report(iterations=longest)  # what lockstep would have made: its longest run's steps
+    _record(cohort, rows)
+
+
+def _record(cohort, rows) -> None:
+    """Values and metrics of the copied iterates in stacks, then each run's rows in step order (a diverged run's
+    last row without metrics, as ``TrajectoryRecorder.mark_diverged``)."""
+    method, dtype = cohort.method, cohort.dtype
+    names = ("step_size", "lam", "a")
+
+    def values(run_ids, xs, xps):
+        cols = {n: cohort.state[n][torch.as_tensor(run_ids)] for n in names}
+        state = {**method.init(torch.as_tensor(xs, dtype=dtype), cols), "x_prev": torch.as_tensor(xps, dtype=dtype)}
+        return method.record(state)
+
+    run_ids = np.concatenate([np.full(len(steps), i) for i, steps, *_ in rows])
+    xs = np.concatenate([r[2] for r in rows])
+    xps = np.concatenate([r[3] for r in rows])
+    recorded = values(run_ids, xs, xps) if len(xs) else {}
+    metrics = ({n: v.tolist() for n, v in cohort.evaluator.metrics(recorded["x"]).items()} if len(xs) else {})
+    arrays = {n: v.numpy() for n, v in recorded.items()}
+    start = 0
+    for i, steps, _, _, at, x, xp in rows:
+        recorder = cohort.recorders[i]
+        for j, k in enumerate(steps.tolist(), start):
+            recorder.append(k, {n: v[j] for n, v in metrics.items()}, {n: a[j] for n, a in arrays.items()})
+        start += len(steps)
+        if at >= 0:
+            last = values(np.array([i]), x[None], xp[None])
+            recorder.append(at, None, {n: v[0].numpy().copy() for n, v in last.items()})
