@@ -19,7 +19,7 @@ from momentum_ct.claims import common, k1, k2, k3
 from momentum_ct.claims.measures import predict_shard
 from momentum_ct.ct.fit import geometric_ratio
 from momentum_ct.ct.integrate import OdeOptions, integrate
-from momentum_ct.ct.modified import (coefficient, gradient_and_curvature, grad_modified_loss, hessian_vector,
+from momentum_ct.ct.modified import (coefficient, gradient, gradient_and_curvature, grad_modified_loss, hessian_vector,
                                      modified_flow, time_scale)
 from momentum_ct.ct.second_order import alpha, initial_state, second_order, second_order_hessian
 from momentum_ct.optim import coefficients
@@ -76,6 +76,24 @@ def test_hessian_vector_matches_forward_over_reverse(name):
             g, hv = hessian_vector(p, x, v)
             torch.testing.assert_close(hv, jvp, rtol=1e-9, atol=1e-12, msg=f"{name}: H v")
             torch.testing.assert_close(g, problem.full_grad(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_right_hand_side_products_equal_the_torch_func_ones(name):
+    """The right-hand sides' gradient and pullbacks in plain autograd (outside transforms) against torch.func's
+    ``grad`` and ``vjp`` of the gradient, on each problem with its closed forms removed (the path a network takes)."""
+    bare = dataclasses.replace(make_problem(name, seed=0, **PROBLEMS[name]), grad=None, hessian=None,
+                               hessian_vector=None)
+    gen = torch.Generator().manual_seed(2)
+    for x in _points(bare):
+        v = torch.randn(bare.dim, generator=gen, dtype=torch.float64)
+        g, pullback = torch.func.vjp(bare.full_grad, x)
+        torch.testing.assert_close(gradient(bare, x), g, rtol=1e-13, atol=1e-15)
+        got_g, got_hv = hessian_vector(bare, x, v)
+        torch.testing.assert_close(got_g, g, rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(got_hv, pullback(v)[0], rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(grad_modified_loss(bare, x, 0.3), g + 0.6 * pullback(g)[0], rtol=1e-13, atol=1e-15)
+        torch.testing.assert_close(grad_modified_loss(bare, x, 0.0), g, rtol=0, atol=0)
 
 
 def test_grad_norm_squared_closed_form_on_quadratic():

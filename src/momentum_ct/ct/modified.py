@@ -38,7 +38,8 @@ def gradient_and_curvature(problem: Problem, x: Tensor) -> tuple[Tensor, Tensor]
     Where the problem has a closed-form Hessian-vector product (``Problem.hvp``) it is used. Otherwise one
     reverse pass gives ``g`` and its pullback (``torch.func.vjp`` of the gradient, reverse over reverse)
     gives ``H^T g = H g``: a forward-mode ``jvp`` of the gradient would need ``g`` as its tangent before it
-    starts, so it would compute the gradient twice.
+    starts, so it would compute the gradient twice. Usable inside torch.func transforms (vmapped over points);
+    right-hand sides use the plain-autograd forms below.
     """
     if problem.closed_form_hvp:
         g = problem.full_grad(x)
@@ -47,21 +48,47 @@ def gradient_and_curvature(problem: Problem, x: Tensor) -> tuple[Tensor, Tensor]
     return g, pullback(g)[0]
 
 
+def gradient(problem: Problem, x: Tensor) -> Tensor:
+    """``grad f(x)`` on the full data for a right-hand side evaluated outside torch.func transforms (an ODE solve):
+    the closed form where the problem has one, else reverse-mode autograd on the loss. The same products as
+    ``Problem.full_grad``'s ``torch.func.grad`` (equal to round-off; bit for bit on the test machine) without its
+    bookkeeping, which is a quarter of a network gradient's time."""
+    if problem.grad is not None:
+        return problem.full_grad(x)
+    with torch.enable_grad():
+        y = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(problem.full_loss(y), y)
+    return g
+
+
+def _pullback(problem: Problem, x: Tensor, v: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(g, H v)``, ``v = g`` when not given, by reverse over reverse in autograd (outside transforms): the products
+    of ``torch.func.vjp`` of the gradient, without its bookkeeping."""
+    with torch.enable_grad():
+        y = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(problem.full_loss(y), y, create_graph=True)
+        (hv,) = torch.autograd.grad(g, y, grad_outputs=g.detach() if v is None else v)
+    return g.detach(), hv
+
+
 def hessian_vector(problem: Problem, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     """``(grad f(x), H v)``: the gradient and its pullback applied to ``v`` (``H`` is symmetric), closed form on
     problems with one. Same product as ``Problem.hvp``'s forward-over-reverse ``jvp``, measured about twice as
-    cheap on the digits MLP (``benchmarks/modified_flow.py``)."""
+    cheap on the digits MLP (``benchmarks/modified_flow.py``). For right-hand sides (outside transforms)."""
     if problem.closed_form_hvp:
-        return problem.full_grad(x), problem.hvp(x, v)
-    g, pullback = torch.func.vjp(problem.full_grad, x)
-    return g, pullback(v)[0]
+        return gradient(problem, x), problem.hvp(x, v)
+    return _pullback(problem, x, v)
 
 
 def grad_modified_loss(problem: Problem, x: Tensor, c: float) -> Tensor:
-    """``grad (f + c |grad f|^2) = g + 2 c H g``."""
+    """``grad (f + c |grad f|^2) = g + 2 c H g``, for right-hand sides (outside transforms)."""
     if c == 0.0:
-        return problem.full_grad(x)
-    g, hg = gradient_and_curvature(problem, x)
+        return gradient(problem, x)
+    if problem.closed_form_hvp:
+        g = gradient(problem, x)
+        hg = problem.hvp(x, g)
+    else:
+        g, hg = _pullback(problem, x)
     return torch.add(g, hg, alpha=2.0 * c)
 
 
@@ -70,7 +97,7 @@ def modified_flow(problem: Problem, c: float, scale: float) -> Callable[[Tensor,
 
     def rhs(t, x):
         if c == 0.0:
-            return -scale * problem.full_grad(x)
+            return -scale * gradient(problem, x)
         return grad_modified_loss(problem, x, c).mul_(-scale)  # a fresh tensor: scaled in place, one op fewer
 
     return rhs

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..problems import Problem
-from .modified import hessian_vector
+from .modified import gradient, hessian_vector
 
 
 def alpha(h: float, lam: float, a: float) -> float:
@@ -48,7 +48,7 @@ def second_order(problem: Problem, h: float, lam: float, a: float) -> Callable:
 
     def rhs(t, state):
         x, v = state
-        return v, (-problem.full_grad(x) / (1.0 - lam) - v) / al
+        return v, (-gradient(problem, x) / (1.0 - lam) - v) / al
 
     return rhs
 
@@ -63,7 +63,7 @@ def second_order_hessian(problem: Problem, h: float, lam: float, a: float) -> Ca
     def rhs(t, state):
         x, v = state
         if a == 0.0:
-            g, hv = problem.full_grad(x), 0.0
+            g, hv = gradient(problem, x), 0.0
         else:
             g, hv = hessian_vector(problem, x, v)
         return v, (-g - (1.0 - lam) * v - a * h * hv) / mass
