@@ -50,6 +50,29 @@ def test_closed_form_gradient_equals_autograd(name):
             torch.testing.assert_close(closed, auto, rtol=1e-12, atol=1e-13, msg=f"{name}: gradient at {x}")
 
 
+@pytest.mark.parametrize("name", [n for n in sorted(SMALL) if make_problem(n, seed=0, **SMALL[n]).vectorised])
+def test_vectorised_closed_forms_take_stacks_with_shared_and_per_run_data(name):
+    """``Problem.vectorised``: loss, gradient and Hessian-vector product of a stack of points, with the data shared
+    by all or per run (each run its own mini-batch), equal the values point by point."""
+    problem = make_problem(name, seed=0, **SMALL[name])
+    xs = torch.stack(points(problem))
+    gen = torch.Generator().manual_seed(3)
+    vs = torch.randn(xs.shape, generator=gen, dtype=torch.float64)
+    data = problem.train_data
+    per_run = (tuple(torch.stack([t[i:i + 3] for i in range(len(xs))]) for t in data) if data else None)
+    cases = [(data, [data] * len(xs))] + ([(per_run, [tuple(t[i] for t in per_run) for i in range(len(xs))])]
+                                          if data else [])
+    for stacked, each in cases:
+        losses = torch.stack([problem.loss(x, d) for x, d in zip(xs, each)])
+        torch.testing.assert_close(problem.loss(xs, stacked), losses, rtol=1e-14, atol=1e-15)
+        grads = torch.stack([problem.grad(x, d) for x, d in zip(xs, each)])
+        torch.testing.assert_close(problem.grad(xs, stacked), grads, rtol=1e-13, atol=1e-14)
+        if problem.hessian_vector is not None:
+            torch.testing.assert_close(problem.hessian_vector(xs, vs, stacked),
+                                       torch.stack([problem.hessian_vector(x, v, d) for x, v, d in zip(xs, vs, each)]),
+                                       rtol=1e-13, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_hvp_equals_dense_hessian_product(name):
     problem = make_problem(name, seed=0, **SMALL[name])

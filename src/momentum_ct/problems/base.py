@@ -38,9 +38,10 @@ class Problem:
         minimiser: known minimiser, else ``None``.
         seed_sets_start_only: ``True`` when the seed changes only ``x0`` (loss, gradient and data are the
             same for every seed), so runs of different seeds can share one instance.
-        vectorised: ``True`` when ``loss`` and the closed-form ``grad`` also take a stack of points (runs x
-            dim, one data tuple shared by all) and return one value or gradient per point, so the stacked engine
-            calls them directly instead of through ``vmap``.
+        vectorised: ``True`` when ``loss``, the closed-form ``grad`` and ``hessian_vector`` also take a stack of
+            points (runs x dim), with the data shared by all or per run (a leading run axis on every data tensor),
+            and return one value, gradient or product per point, so the stacked engine calls them directly
+            instead of through ``vmap``.
         stacked_loss: optional ``stacked_loss(xs, data, per_run) -> losses``: the losses of a stack of
             parameter vectors ``xs`` (runs x dim) in one pass; ``per_run`` says whether the data tensors
             carry a leading run axis. Networks provide it where one wide matrix product per layer beats

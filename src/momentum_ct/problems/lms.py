@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from .base import Problem
-from .regression import least_squares_grad, least_squares_loss
+from .regression import least_squares_grad, least_squares_hvp, least_squares_loss
 
 
 def _whitened(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
@@ -54,15 +54,11 @@ def make_lms(*, seed: int = 0, eigenvalues: list[float] = (1.0, 0.5, 0.2), noise
     u = torch.randn(dim, generator=torch.Generator().manual_seed(5000 + seed), dtype=torch.float64)
     x0 = w_star + start_distance * u / torch.linalg.vector_norm(u)
 
-    def hessian_vector(w, v, data):
-        x = data[0]
-        return x.T @ (x @ v) / x.shape[0]
-
     return Problem(
         name="lms", options=dict(seed=seed, eigenvalues=eigenvalues, noise_variance=noise_variance, n_inputs=n_inputs,
                                  n_noise=n_noise, rotate=rotate, start_distance=start_distance, data_seed=data_seed),
-        x0=x0, loss=least_squares_loss, grad=least_squares_grad, hessian_vector=hessian_vector, train_data=(xs, ys), hessian=hessian,
-        minimiser=w_star, seed_sets_start_only=True,
+        x0=x0, loss=least_squares_loss, grad=least_squares_grad, hessian_vector=least_squares_hvp, train_data=(xs, ys), hessian=hessian,
+        minimiser=w_star, seed_sets_start_only=True, vectorised=True,
         extra=dict(eigenvalues=lam, noise_variance=float(noise_variance),
                    gradient_covariance=noise_variance * hessian, sample_inputs=inputs),
     )

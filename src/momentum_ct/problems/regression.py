@@ -13,16 +13,41 @@ from .base import Problem
 MAX_ENTRIES = 10**8
 
 
+def _residual(w, xs, ys):
+    """``X w - y``: one point ``w`` (dim), or a stack (runs x dim) with the data shared by all (``X``: n x dim) or
+    per run (runs x n x dim); rows of the stack give rows of the result."""
+    if w.dim() == 1:
+        return xs @ w - ys
+    if xs.dim() == 2:
+        return w @ xs.T - ys
+    return torch.bmm(xs, w.unsqueeze(2)).squeeze(2) - ys
+
+
 def least_squares_loss(w, data):
-    """``|X w - y|^2 / (2n)`` on the data's samples ``(X, y)``."""
+    """``|X w - y|^2 / (2n)`` on the data's samples ``(X, y)``, for one point or a stack (``_residual``)."""
     xs, ys = data
-    return 0.5 * torch.mean((xs @ w - ys) ** 2)
+    return 0.5 * torch.mean(_residual(w, xs, ys) ** 2, dim=-1)
 
 
 def least_squares_grad(w, data):
-    """Its gradient ``X^T (X w - y) / n``."""
+    """Its gradient ``X^T (X w - y) / n``, for one point or a stack (``_residual``)."""
     xs, ys = data
-    return xs.T @ (xs @ w - ys) / xs.shape[0]
+    r = _residual(w, xs, ys)
+    if w.dim() == 1:
+        return xs.T @ r / xs.shape[0]
+    if xs.dim() == 2:
+        return r @ xs / xs.shape[0]
+    return torch.bmm(r.unsqueeze(1), xs).squeeze(1) / xs.shape[1]
+
+
+def least_squares_hvp(w, v, data):
+    """The Hessian ``X^T X / n`` applied to ``v``, for one point or a stack (as ``least_squares_grad``, without ``y``)."""
+    xs = data[0]
+    if v.dim() == 1:
+        return xs.T @ (xs @ v) / xs.shape[0]
+    if xs.dim() == 2:
+        return (v @ xs.T) @ xs / xs.shape[0]
+    return torch.bmm(torch.bmm(xs, v.unsqueeze(2)).transpose(1, 2), xs).squeeze(1) / xs.shape[1]
 
 
 def linear_forward_map(ws, data, per_run: bool = False):

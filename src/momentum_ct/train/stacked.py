@@ -233,7 +233,7 @@ class _Evaluator:
                                        torch.func.vmap(grad_fn, in_dims=(0, 0 if per_run else None)))
                              for per_run in (False, True)}
             if problem.vectorised and problem.grad is not None:  # closed forms that take a stack: no vmap
-                self._vmapped[False] = (problem.loss, problem.grad)
+                self._vmapped = {per_run: (problem.loss, problem.grad) for per_run in (False, True)}
         if problem.accuracy is not None:
             self._accuracy = torch.func.vmap(problem.accuracy, in_dims=(0, None))
 
@@ -281,7 +281,9 @@ class _Evaluator:
         reverse-over-reverse autograd (each run's loss depends on its own row only). O(dim) memory per run."""
         if self.stacked is None:
             if per_run not in self._hvps:
-                self._hvps[per_run] = torch.func.vmap(self._hvp_one, in_dims=(0, 0, 0 if per_run else None))
+                p = self.problem
+                self._hvps[per_run] = (p.hessian_vector if p.vectorised and p.hessian_vector is not None else
+                                       torch.func.vmap(self._hvp_one, in_dims=(0, 0, 0 if per_run else None)))
             fn = self._hvps[per_run]
         else:
             fn = lambda x, v, d: self._stacked_hvp(x, v, d, per_run)
