@@ -178,6 +178,26 @@ def test_second_order_on_quadratic_against_matrix_exponential(lam, hessian_form)
         np.testing.assert_allclose(v_got.numpy(), v_exact, rtol=0, atol=1e-7, err_msg=options.method)
 
 
+@pytest.mark.parametrize("solver", ["LSODA", "BDF"])
+def test_stiff_solves_equal_torchdiffeqs_scipy_solver(solver):
+    """``integrate``'s stiff path calls scipy as torchdiffeq's ``scipy_solver`` does, without its wrappers: the same
+    solution bit for bit, for a tuple state (K2's ``(x, v)``) at unsorted, repeated times, and at time 0 alone."""
+    from torchdiffeq import odeint
+
+    problem = make_problem("toy2d")
+    rhs = second_order(problem, 0.01, 0.9, 0.9)
+    options = dataclasses.replace(ODE, stiff_solver=solver).stiff()
+    times = np.array([0.3, 0.05, 0.3, 0.0, 0.7])
+    got = integrate(rhs, initial_state(problem), times, options)
+    grid, inverse = np.unique(np.concatenate([[0.0], times]), return_inverse=True)
+    ref = odeint(rhs, initial_state(problem), torch.tensor(grid), method="scipy_solver", rtol=options.rtol,
+                 atol=options.atol, options={"solver": solver})
+    for a, b in zip(got, ref):
+        assert torch.equal(a, b[torch.as_tensor(inverse[1:])])
+    start = integrate(rhs, initial_state(problem), np.array([0.0]), options)
+    assert all(torch.equal(s[0], y) for s, y in zip(start, initial_state(problem)))
+
+
 def test_geometric_ratio_recovers_a_known_ratio():
     fit = geometric_ratio(3.0 * 0.83 ** np.arange(12))
     assert fit.slope == pytest.approx(0.83, rel=1e-12) and fit.n_points == 12

@@ -1,14 +1,14 @@
-"""ODE integration through torchdiffeq, in float64, with tolerances that travel with the result."""
+"""ODE integration through torchdiffeq (stiff systems: scipy's solvers), in float64, with tolerances that travel with
+the result."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
 import torch
 
-# scipy's solvers reached through torchdiffeq's ``scipy_solver`` method
+# scipy's stiff solvers (``OdeOptions.stiff``; the method name is torchdiffeq's for them)
 STIFF_SOLVERS = ("LSODA", "BDF", "Radau")
 # Fixed-grid methods step from one output time to the next; the others choose their own steps.
 FIXED_GRID = ("rk4", "euler", "midpoint")
@@ -35,7 +35,7 @@ class OdeOptions:
         return self.method not in FIXED_GRID
 
     def stiff(self) -> "OdeOptions":
-        """The same tolerances with torchdiffeq's ``scipy_solver`` running ``stiff_solver``."""
+        """The same tolerances with scipy's ``stiff_solver`` (``solve_ivp``, as torchdiffeq's ``scipy_solver``)."""
         if self.stiff_solver not in STIFF_SOLVERS:
             raise ValueError(f"unknown stiff_solver {self.stiff_solver!r}; valid: {', '.join(STIFF_SOLVERS)}")
         return replace(self, method="scipy_solver")
@@ -47,22 +47,55 @@ def integrate(rhs: Callable, y0, times: np.ndarray, options: OdeOptions = OdeOpt
     ``y0`` is a tensor or a tuple of tensors (second-order systems); the result has the same
     structure with a leading time axis, one entry per element of ``times``.
     """
-    from torchdiffeq import odeint  # imported here: it imports scipy, which the workflow's parse never needs
-
     times = np.asarray(times, dtype=np.float64)
     grid, inverse = np.unique(np.concatenate([[0.0], times]), return_inverse=True)
-    extra = {}
     if options.method == "scipy_solver":
-        extra["options"] = {"solver": options.stiff_solver}
-    with warnings.catch_warnings():
-        # torchdiffeq hands scipy a min_step that LSODA/BDF/Radau ignore, and scipy warns about it on every call
-        warnings.filterwarnings("ignore", message="The following arguments have no effect")
+        sol = _scipy_solve(rhs, y0, grid, options)
+    else:
+        from torchdiffeq import odeint  # imported here: it imports scipy, which the workflow's parse never needs
+
         sol = odeint(rhs, y0, torch.tensor(grid, dtype=torch.float64), method=options.method,
-                     rtol=options.rtol, atol=options.atol, **extra)
+                     rtol=options.rtol, atol=options.atol)
     index = torch.as_tensor(inverse[1:])
     if isinstance(sol, tuple):
         return tuple(s[index] for s in sol)
     return sol[index]
+
+
+def _scipy_solve(rhs: Callable, y0, grid: np.ndarray, options: OdeOptions):
+    """``scipy.integrate.solve_ivp`` with ``options.stiff_solver`` at ``grid`` (sorted, from 0), called as torchdiffeq's
+    ``scipy_solver`` calls it (the same arguments, so the same solution) but handing the right-hand side views of
+    scipy's state instead of copies through torchdiffeq's wrappers, which cost more than a small system's
+    right-hand side. ``y0`` a tensor or a tuple of tensors; returns the same structure with a leading time axis."""
+    from scipy.integrate import solve_ivp
+
+    parts = y0 if isinstance(y0, tuple) else (y0,)
+    shapes = [p.shape for p in parts]
+    sizes = [p.numel() for p in parts]
+
+    def split(flat: torch.Tensor):
+        pieces = tuple(piece.view(shape) for piece, shape in zip(torch.split(flat, sizes), shapes))
+        return pieces if isinstance(y0, tuple) else pieces[0]
+
+    def f(t, y):
+        with torch.no_grad():
+            out = rhs(t, split(torch.from_numpy(y)))
+        out = out if isinstance(out, tuple) else (out,)
+        return torch.cat([o.reshape(-1) for o in out]).numpy()
+
+    flat0 = torch.cat([p.detach().reshape(-1).to(torch.float64) for p in parts]).numpy()
+    if len(grid) == 1:
+        ys = flat0[None]
+    else:
+        ys = solve_ivp(f, t_span=[grid.min(), grid.max()], y0=flat0, t_eval=grid, method=options.stiff_solver,
+                       rtol=options.rtol, atol=options.atol).y.T
+    return _split_rows(torch.from_numpy(np.ascontiguousarray(ys)), sizes, shapes, isinstance(y0, tuple))
+
+
+def _split_rows(rows: torch.Tensor, sizes: list[int], shapes: list, as_tuple: bool):
+    """Rows of flat states (time x state) back into the parts' shapes, each with the leading time axis."""
+    pieces = tuple(piece.reshape(len(rows), *shape) for piece, shape in zip(torch.split(rows, sizes, dim=1), shapes))
+    return pieces if as_tuple else pieces[0]
 
 
 def member_norm(error: torch.Tensor) -> torch.Tensor:
