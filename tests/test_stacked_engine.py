@@ -340,3 +340,32 @@ def test_point_gradient_is_the_gradient_bit_for_bit():
     for x, g in zip(points, expected):
         point_grad(x, out)
         np.testing.assert_array_equal(out, g)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_compiled_loops_record_in_bounded_stacks_and_leave_what_numba_cannot_compile_to_lockstep(monkeypatch):
+    """Records evaluated in several small stacks give the same rows; a point gradient numba cannot compile leaves the
+    cohort to the lockstep engine with a warning, and the rows are the lockstep engine's."""
+    import dataclasses
+    import warnings
+
+    from momentum_ct.train import compiled
+
+    requests = [_request(*run) for run in RUNS if run[0] == "toy2d"]
+    reference = run_many(requests, device="cpu", compiled=False)
+    monkeypatch.setattr(compiled, "RECORD_ELEMENTS", 10)
+    for ref, got in zip(reference, run_many(requests, device="cpu")):
+        np.testing.assert_array_equal(ref.columns()["step"], got.columns()["step"])
+        np.testing.assert_array_equal(np.stack(ref.columns()["x"]), np.stack(got.columns()["x"]))
+        np.testing.assert_array_equal(ref.columns()["loss"], got.columns()["loss"])
+
+    def not_numba(x, out):
+        out[:] = np.asarray(torch.zeros(2))  # torch inside: numba cannot type it
+
+    odd = [dataclasses.replace(r, problem=dataclasses.replace(r.problem, point_grad=not_numba)) for r in requests[:2]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = run_many(odd, device="cpu")
+    assert any("point_grad could not be compiled" in str(w.message) for w in caught)
+    for ref, run in zip(reference[:2], got):
+        assert_same_rows(ref, run, "lockstep fallback", tol=0.0)

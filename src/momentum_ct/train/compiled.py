@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ..optim.heavy_ball import HeavyBallFamily
+
+# Copied iterates (x and x_prev) are evaluated once this many numbers wait (the engine's ``PENDING_ELEMENTS``).
+RECORD_ELEMENTS = 2**23
 
 
 def eligible(method, problem, device: torch.device, dtype: torch.dtype) -> bool:
@@ -82,32 +86,51 @@ def _norm(x):
 
 def run_compiled(cohort) -> None:
     """Advance every run of a ``train.stacked`` cohort (its state, schedules and recorders) with the compiled
-    loop, then record: values through the method's ``record``, metrics through the cohort's evaluator."""
+    loop, recording as runs finish: values through the method's ``record``, metrics through the cohort's
+    evaluator, in stacks of at most ``RECORD_ELEMENTS`` numbers. A point gradient that numba cannot compile
+    leaves the cohort to the lockstep engine, with a warning."""
+    import numba
+
     run = _compiled(cohort.problem.point_grad)
     state = cohort.state
     columns = {name: state[name][:, 0].numpy() for name in ("step_size", "lam", "a")}
     x0, xp0 = state["x"].numpy(), state["x_prev"].numpy()
     thresholds = cohort.thresholds.numpy()
-    longest = 0
-    rows = []  # (run, steps, xs, xps, diverged_at, x, xp)
+    longest, rows, waiting = 0, [], 0  # rows: (run, steps, xs, xps, diverged_at, x, xp) not yet recorded
     for i, request in enumerate(cohort.requests):
         steps = np.unique(np.asarray(request.record_at, dtype=np.int64))
         steps = steps[(steps >= 0) & (steps <= request.n_steps)]
         x, xp = x0[i].copy(), xp0[i].copy()
         xs, xps = np.empty((len(steps), len(x))), np.empty((len(steps), len(x)))
-        n, at = run(x, xp, columns["step_size"][i], columns["lam"][i], columns["a"][i], int(request.n_steps), steps,
-                    float(thresholds[i]), xs, xps)
+        args = (x, xp, columns["step_size"][i], columns["lam"][i], columns["a"][i], int(request.n_steps), steps,
+                float(thresholds[i]), xs, xps)
+        if i == 0:  # numba compiles on the first call, before it runs anything
+            try:
+                n, at = run(*args)
+            except numba.core.errors.NumbaError as err:
+                warnings.warn(f"{cohort.problem.name}: point_grad could not be compiled, so its runs go through "
+                              f"the lockstep engine ({str(err).splitlines()[0]})", stacklevel=2)
+                cohort.run()
+                return
+        else:
+            n, at = run(*args)
         rows.append((i, steps[:n], xs[:n], xps[:n], at, x, xp))
+        waiting += 2 * xs[:n].size
         done = int(request.n_steps) if at < 0 else at
         longest = max(longest, done)
         cohort._report(steps=done, runs=1, diverged=int(at >= 0))
-    cohort._report(iterations=longest)  # what lockstep would have made: its longest run's steps
+        if waiting >= RECORD_ELEMENTS:
+            _record(cohort, rows)
+            rows, waiting = [], 0
     _record(cohort, rows)
+    cohort._report(iterations=longest)  # what lockstep would have made: its longest run's steps
 
 
 def _record(cohort, rows) -> None:
-    """Values and metrics of the copied iterates in stacks, then each run's rows in step order (a diverged run's
-    last row without metrics, as ``TrajectoryRecorder.mark_diverged``)."""
+    """Values and metrics of the copied iterates of ``rows`` in one stack, then each run's rows in step order (a
+    diverged run's last row without metrics, as ``TrajectoryRecorder.mark_diverged``)."""
+    if not rows:
+        return
     method, dtype = cohort.method, cohort.dtype
     names = ("step_size", "lam", "a")
 
