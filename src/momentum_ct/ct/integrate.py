@@ -70,16 +70,17 @@ def _scipy_solve(rhs: Callable, y0, grid: np.ndarray, options: OdeOptions):
     from scipy.integrate import solve_ivp
 
     parts = y0 if isinstance(y0, tuple) else (y0,)
-    shapes = [p.shape for p in parts]
-    sizes = [p.numel() for p in parts]
+    sizes, shapes = [p.numel() for p in parts], [p.shape for p in parts]
 
-    def split(flat: torch.Tensor):
-        pieces = tuple(piece.view(shape) for piece, shape in zip(torch.split(flat, sizes), shapes))
+    def unflatten(flat: torch.Tensor):
+        """Flat states (the last axis) back into the parts' shapes: views for one state, a time axis for rows."""
+        pieces = tuple(piece.reshape(*flat.shape[:-1], *shape)
+                       for piece, shape in zip(torch.split(flat, sizes, dim=-1), shapes))
         return pieces if isinstance(y0, tuple) else pieces[0]
 
     def f(t, y):
         with torch.no_grad():
-            out = rhs(t, split(torch.from_numpy(y)))
+            out = rhs(t, unflatten(torch.from_numpy(y)))
         out = out if isinstance(out, tuple) else (out,)
         return torch.cat([o.reshape(-1) for o in out]).numpy()
 
@@ -89,13 +90,7 @@ def _scipy_solve(rhs: Callable, y0, grid: np.ndarray, options: OdeOptions):
     else:
         ys = solve_ivp(f, t_span=[grid.min(), grid.max()], y0=flat0, t_eval=grid, method=options.stiff_solver,
                        rtol=options.rtol, atol=options.atol).y.T
-    return _split_rows(torch.from_numpy(np.ascontiguousarray(ys)), sizes, shapes, isinstance(y0, tuple))
-
-
-def _split_rows(rows: torch.Tensor, sizes: list[int], shapes: list, as_tuple: bool):
-    """Rows of flat states (time x state) back into the parts' shapes, each with the leading time axis."""
-    pieces = tuple(piece.reshape(len(rows), *shape) for piece, shape in zip(torch.split(rows, sizes, dim=1), shapes))
-    return pieces if as_tuple else pieces[0]
+    return unflatten(torch.from_numpy(np.ascontiguousarray(ys)))
 
 
 def member_norm(error: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,8 @@ from ..optim.heavy_ball import HeavyBallFamily
 
 # Copied iterates (x and x_prev) are evaluated once this many numbers wait (the engine's ``PENDING_ELEMENTS``).
 RECORD_ELEMENTS = 2**23
+# The heavy-ball family's per-run columns, in the loop's argument order.
+COLUMNS = ("step_size", "lam", "a")
 
 
 def eligible(method, problem, device: torch.device, dtype: torch.dtype) -> bool:
@@ -93,7 +95,7 @@ def run_compiled(cohort) -> None:
 
     run = _compiled(cohort.problem.point_grad)
     state = cohort.state
-    columns = {name: state[name][:, 0].numpy() for name in ("step_size", "lam", "a")}
+    columns = [state[name][:, 0].numpy() for name in COLUMNS]
     x0, xp0 = state["x"].numpy(), state["x_prev"].numpy()
     thresholds = cohort.thresholds.numpy()
     longest, rows, waiting = 0, [], 0  # rows: (run, steps, xs, xps, diverged_at, x, xp) not yet recorded
@@ -102,8 +104,7 @@ def run_compiled(cohort) -> None:
         steps = steps[(steps >= 0) & (steps <= request.n_steps)]
         x, xp = x0[i].copy(), xp0[i].copy()
         xs, xps = np.empty((len(steps), len(x))), np.empty((len(steps), len(x)))
-        args = (x, xp, columns["step_size"][i], columns["lam"][i], columns["a"][i], int(request.n_steps), steps,
-                float(thresholds[i]), xs, xps)
+        args = (x, xp, *(c[i] for c in columns), int(request.n_steps), steps, float(thresholds[i]), xs, xps)
         if i == 0:  # numba compiles on the first call, before it runs anything
             try:
                 n, at = run(*args)
@@ -132,10 +133,9 @@ def _record(cohort, rows) -> None:
     if not rows:
         return
     method, dtype = cohort.method, cohort.dtype
-    names = ("step_size", "lam", "a")
 
     def values(run_ids, xs, xps):
-        cols = {n: cohort.state[n][torch.as_tensor(run_ids)] for n in names}
+        cols = {n: cohort.state[n][torch.as_tensor(run_ids)] for n in COLUMNS}
         state = {**method.init(torch.as_tensor(xs, dtype=dtype), cols), "x_prev": torch.as_tensor(xps, dtype=dtype)}
         return method.record(state)
 

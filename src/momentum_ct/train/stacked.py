@@ -227,13 +227,14 @@ class _Evaluator:
         self.problem, self.chunk_runs = problem, chunk_runs
         self._hvps: dict[bool, Callable] = {}
         self.stacked = problem.stacked_loss
-        if self.stacked is None:
+        if self.stacked is None and problem.vectorised and problem.grad is not None:
+            # closed forms that take a stack, with shared or per-run data: no vmap
+            self._vmapped = {per_run: (problem.loss, problem.grad) for per_run in (False, True)}
+        elif self.stacked is None:
             grad_fn = problem.grad if problem.grad is not None else torch.func.grad(problem.loss)
             self._vmapped = {per_run: (torch.func.vmap(problem.loss, in_dims=(0, 0 if per_run else None)),
                                        torch.func.vmap(grad_fn, in_dims=(0, 0 if per_run else None)))
                              for per_run in (False, True)}
-            if problem.vectorised and problem.grad is not None:  # closed forms that take a stack: no vmap
-                self._vmapped = {per_run: (problem.loss, problem.grad) for per_run in (False, True)}
         if problem.accuracy is not None:
             self._accuracy = torch.func.vmap(problem.accuracy, in_dims=(0, None))
 
