@@ -101,9 +101,9 @@ def test_both_spaces_give_the_same_increment(adaptive):
     u = state["u"]
     out = torch.sin(u @ a.T)
     du, dg = u - u.mean(1, keepdim=True), out - out.mean(1, keepdim=True)
-    coef_j, rows_j, h_j, _ = EKI._in_ensemble_space(state, 3, u.mean(1), du, dg, out.mean(1) - y)
-    coef_m, rows_m, h_m, _ = EKI._in_output_space(state, 3, du, dg, out - y)
-    by_j, by_m = coef_j @ rows_j, coef_m @ rows_m
+    base_j, coef_j, rows_j, h_j, _ = EKI._in_ensemble_space(state, 3, u, u.mean(1), dg, out.mean(1) - y)
+    base_m, coef_m, rows_m, h_m, _ = EKI._in_output_space(state, 3, u, du, dg, out - y)
+    by_j, by_m = base_j + coef_j @ rows_j - u, base_m + coef_m @ rows_m - u
     torch.testing.assert_close(h_j, h_m, rtol=1e-12, atol=0)
     torch.testing.assert_close(by_j, by_m, rtol=1e-10, atol=1e-12)
 

@@ -16,7 +16,14 @@ in the J-space (Woodbury): with centred outputs ``dG`` and members ``dU`` (rows)
     U <- U + h E^T (I_J + h S)^{-1} dU,
 
 which equals the update above (``(h C_GG + Gamma)^{-1}`` expanded by Woodbury; ``C_uG = dU^T dG / J``).
-Only J x J systems are solved and no dim x dim or outputs x outputs matrix is formed. With fewer outputs
+Only J x J systems are solved and no dim x dim or outputs x outputs matrix is formed. With ``K = I + h S``,
+``E = -(S + c 1^T) + P`` (``c_i = <dG_i, Gamma^{-1}(mean G - y)> / J``, ``P`` the perturbations' share),
+``h S K^{-1} = I - K^{-1}`` and ``K^{-1} 1 = 1``, ``P^T 1 = 0`` (the outputs are centred), this is
+
+    U <- (K^{-1} + h P^T K^{-1}) U - h 1 (dU^T K^{-1} c)^T:
+
+one inverse of the J x J factor instead of a solve with J right-hand sides, no J x J product without
+perturbations, and one J x J by J x dim product on the members themselves. With fewer outputs
 than members (m < J, few labels) and no Tikhonov block, ``(h C_GG + Gamma)`` itself (m x m) is solved.
 Both forms give the same increments to round-off. Every increment is a combination of the rows of ``dU``
 (``C_uG = dU^T dG / J``), so the ensemble stays in the span of the initial ensemble.
@@ -42,7 +49,7 @@ engine records it as diverged.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -157,53 +164,61 @@ class EnsembleKalmanInversion(Method):
     def _advance(self, state: State, k: int, u: Tensor, outputs: Tensor, y: Tensor) -> State:
         runs, n_members, _ = u.shape
         mean = u.mean(1)
-        du = u - mean.unsqueeze(1)
         dg = outputs - outputs.mean(1, keepdim=True)
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
-            coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
+            base, coef, rows, h, info = self._in_output_space(state, k, u, u - mean.unsqueeze(1), dg,
+                                                              outputs - y.unsqueeze(1))
         else:
-            coef, rows, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
+            base, coef, rows, h, info = self._in_ensemble_space(state, k, u, mean, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
             coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
-        # u + coef @ rows in one call: the increment (J x dim per run) is never stored on its own
-        return {**state, "u": torch.baddbmm(u, coef, rows), "mean_prev": mean, "h_used": h}
+        # base + coef @ rows in one call; the increment (J x dim per run) is never stored on its own
+        return {**state, "u": torch.baddbmm(base, coef, rows), "mean_prev": mean, "h_used": h}
 
-    def _in_ensemble_space(self, state: State, k: int, mean: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
-        """``h E^T (I + h S)^-1 dU`` (module docstring) as ``(coefficients, dU)``: J x J products and solves only."""
-        n_members = du.shape[1]
-        inv_gamma = (1.0 / state["noise"]).unsqueeze(2)  # (runs, 1, 1)
-        # S_ij = <dG_i, Gamma^-1 dG_j> / J; D_ij = <dG_i, Gamma^-1 (G_j - y)> / J = S_ij + <dG_i, Gamma^-1 (mean G - y)> / J,
-        # so one J x J product over the outputs (the costly part when there are many) serves both
-        s = inv_gamma * torch.bmm(dg, dg.transpose(1, 2)) / n_members
-        d = s + inv_gamma * torch.bmm(dg, offset.unsqueeze(2)) / n_members
+    def _in_ensemble_space(self, state: State, k: int, u: Tensor, mean: Tensor, dg: Tensor, offset: Tensor):
+        """The update in J-space (module docstring) as ``U <- base + coef @ U``, base ``-h (dU^T K^-1 c)^T`` on every
+        member: the centred members ``dU`` are never formed unless the Tikhonov block needs them."""
+        n_members = u.shape[1]
+        scale = (1.0 / (state["noise"] * n_members)).unsqueeze(2)  # Gamma^-1 / J, (runs, 1, 1)
+        # S_ij = <dG_i, Gamma^-1 dG_j> / J and c_i = <dG_i, Gamma^-1 (mean G - y)> / J: the misfit matrix
+        # D_ij = <dG_i, Gamma^-1 (G_j - y)> / J is S + c 1^T, so one J x J product over the outputs serves both
+        s = scale * torch.bmm(dg, dg.transpose(1, 2))
+        c = scale * torch.bmm(dg, offset.unsqueeze(2))
+        du = None
         if state["any_tikhonov"].any():  # the parameter block: G~ = [G; u], y~ = [y; x0], Gamma~^-1 = [.; lambda I]
-            lam_t = state["tikhonov"].unsqueeze(2)
+            du = u - mean.unsqueeze(1)
+            lam_t = state["tikhonov"].unsqueeze(2) / n_members
             # as for the outputs: u_j - x0 = dU_j + (mean - x0), so one J x J product over the parameters
-            block = lam_t * torch.bmm(du, du.transpose(1, 2)) / n_members
-            offset_u = (mean - state["prior_mean"]).unsqueeze(2)
-            d = d + block + lam_t * torch.bmm(du, offset_u) / n_members
-            s = s + block
-        h = self._step_size(state, torch.linalg.matrix_norm(d).unsqueeze(1))
+            s = s + lam_t * torch.bmm(du, du.transpose(1, 2))
+            c = c + lam_t * torch.bmm(du, (mean - state["prior_mean"]).unsqueeze(2))
+        h = self._step_size(state, lambda: torch.linalg.matrix_norm(s + c).unsqueeze(1))
         h3 = h.unsqueeze(2)
-        e = -d
-        if state["any_perturb"].any():
-            e = e + self._perturbation(state, k, dg, du, h3)
-        system = torch.eye(n_members, dtype=du.dtype, device=du.device) + h3 * s
+        system = h3 * s
+        system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        # (K^-1 E)^T dU = E^T K^-1 dU (K symmetric): a J x J right-hand side, then one J x J by J x dim product;
-        # h scales the J x J coefficients, not the J x dim increment
-        return h3 * torch.cholesky_solve(e, chol).transpose(1, 2), du, h, info
+        if bool((info != 0).any()):  # a factor that broke down is not inverted (the caller marks the run diverged)
+            eye = torch.eye(n_members, dtype=chol.dtype, device=chol.device)
+            chol = torch.where((info != 0).view(-1, 1, 1), eye, chol)
+        k_inv = torch.cholesky_inverse(chol)
+        # dU^T K^-1 c = U^T w - mean (1^T w), w = K^-1 c
+        w = torch.bmm(k_inv, c)
+        base = -h3 * (torch.bmm(w.transpose(1, 2), u) - w.sum(1, keepdim=True) * mean.unsqueeze(1))
+        coef = k_inv
+        if state["any_perturb"].any():  # + h P^T K^-1, the perturbed observations' share
+            coef = k_inv + h3 * torch.bmm(self._perturbation(state, k, dg, du, h3).transpose(1, 2), k_inv)
+        return base, coef, u, h, info
 
-    def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
-        """``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member: m x m systems, for m < J."""
+    def _in_output_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, misfit: Tensor):
+        """``U <- U + coef @ rows``, the increment ``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member:
+        m x m systems, for m < J."""
         runs, n_members, n_out = dg.shape
         gamma = state["noise"].unsqueeze(2)
         c_gg = torch.bmm(dg.transpose(1, 2), dg) / n_members
         # |D|_F^2 = tr(D^T D) = sum((G - y) C_GG * (G - y)) / (gamma^2 J)
-        d_norm = torch.sqrt((torch.bmm(misfit, c_gg) * misfit).sum((1, 2)) / n_members).unsqueeze(1) / state["noise"]
-        h = self._step_size(state, d_norm)
+        h = self._step_size(state, lambda: torch.sqrt((torch.bmm(misfit, c_gg) * misfit).sum((1, 2)) / n_members)
+                            .unsqueeze(1) / state["noise"])
         h3 = h.unsqueeze(2)
         residual = -misfit
         if state["any_perturb"].any():
@@ -212,14 +227,15 @@ class EnsembleKalmanInversion(Method):
         system = h3 * c_gg + gamma * torch.eye(n_out, dtype=dg.dtype, device=dg.device)
         chol, info = torch.linalg.cholesky_ex(system)
         solved = torch.cholesky_solve(residual.transpose(1, 2), chol)  # (runs, m, J)
-        return h3 * solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members, h, info
+        return u, h3 * solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members, h, info
 
-    def _step_size(self, state: State, d_norm: Tensor) -> Tensor:
-        """``h``, or ``a / (|D_n|_F + eps)`` for the runs with ``adaptive = a > 0`` (runs x 1)."""
+    def _step_size(self, state: State, d_norm: Callable[[], Tensor]) -> Tensor:
+        """``h``, or ``a / (|D_n|_F + eps)`` for the runs with ``adaptive = a > 0`` (runs x 1); ``d_norm()`` gives
+        ``|D_n|_F`` and is called only where some run's step is adaptive."""
         h = state["step_size"]
         if not state["any_adaptive"].any():
             return h
-        return torch.where(state["adaptive"] != 0.0, state["adaptive"] / (d_norm + state["eps"]), h)
+        return torch.where(state["adaptive"] != 0.0, state["adaptive"] / (d_norm() + state["eps"]), h)
 
     def _draws(self, state: State, k: int, n_members: int, n_out: int, like: Tensor, n_prior: int = 0):
         """Standard normal draws of step ``k`` per run: ``J x m`` for the outputs, ``J x n_prior`` for the prior block
@@ -230,8 +246,9 @@ class EnsembleKalmanInversion(Method):
               if n_prior else None)
         return z.to(like.device, like.dtype), None if zp is None else zp.to(like.device, like.dtype)
 
-    def _perturbation(self, state: State, k: int, dg: Tensor, du: Tensor, h3: Tensor) -> Tensor:
-        """``<dG_i, Gamma^-1 xi_j> / J`` with ``xi_j ~ N(0, s Gamma / h)`` (and the Tikhonov block's share)."""
+    def _perturbation(self, state: State, k: int, dg: Tensor, du: Tensor | None, h3: Tensor) -> Tensor:
+        """``<dG_i, Gamma^-1 xi_j> / J`` with ``xi_j ~ N(0, s Gamma / h)`` (and the Tikhonov block's share, from the
+        centred members ``du``, given where there is one)."""
         runs, n_members, n_out = dg.shape
         tikhonov = bool(state["any_tikhonov"].any())
         z, zp = self._draws(state, k, n_members, n_out, dg, du.shape[2] if tikhonov else 0)
