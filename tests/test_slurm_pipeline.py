@@ -20,8 +20,8 @@ by the ``runs`` fixture, because much of a cluster run is waiting for the next s
 Outputs of the cluster runs must equal the local reference byte for byte: every job sets torch to
 the rule's thread count (1) on both sides, so the floating-point operations are the same.
 
-The cluster runs stop before the figures (``--omit-from`` the two drawing rules): drawing runs the same
-code as the local run, and that the profile groups the drawing rules is checked by a dry run
+The cluster runs stop before the figures (``--omit-from`` the drawing rule): drawing runs the same
+code as the local run, and that the profile groups the drawing rule is checked by a dry run
 (test_slurm_profile.py); the figures' jobs would double the length of the cluster run.
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ def cluster_args(workdir: Path, *site) -> list[str]:
 
 
 # The cluster run's stages: all but the figures (see the module's docstring).
-NO_FIGURES = ["--omit-from", "draw_claim_figure", "draw_experiment_figure"]
+NO_FIGURES = ["--omit-from", "draw_claim_figures"]
 
 
 def result_files(workdir: Path) -> dict[str, Path]:

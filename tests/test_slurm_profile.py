@@ -58,7 +58,7 @@ def test_dry_run_counts_cluster_jobs(config, tmp_path):
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
     sweep_size = yaml.safe_load((PROFILE / "profile.yaml").read_text())["group-components"]["sweep"]
     expected = {"group sweep": math.ceil(jobs["train_shard"] / sweep_size),
-                "group claim": jobs["measure_claim"] + jobs.get("draw_experiment_figure", 0),
+                "group claim": jobs["measure_claim"],
                 "rule judge_claims": 1}
     expected["total"] = sum(expected.values())
     assert count_cluster_jobs(out) == expected

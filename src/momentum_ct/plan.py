@@ -40,8 +40,14 @@ class Plan:
     def figures(self, claim_id: str, source: str) -> list[str]:
         return get_claim(claim_id).figure_names(source)
 
-    def caption(self, claim_id: str, figure: str) -> str:
-        return get_claim(claim_id).caption(figure)
+    def captions(self, claim_id: str) -> dict[str, str]:
+        """Every figure's caption, keyed by its path under the claim's figure folder without ``.png``
+        (``<figure>`` or ``<experiment>/<figure>``)."""
+        claim = get_claim(claim_id)
+        captions = {f: claim.caption(f) for f in claim.figure_names("measures")}
+        for figure in claim.figure_names("trajectories"):
+            captions.update({f"{e}/{figure}": claim.caption(figure) for e in self.experiments_of(claim_id)})
+        return captions
 
     def size(self) -> dict[str, Any]:
         """How big the sweep is: series, shards, runs, run-steps, the longest run, trajectory bytes, job memory."""
@@ -105,9 +111,10 @@ class Plan:
     def judge_code(self) -> str:
         return fingerprint(JUDGE_MODULES, self._plugin_files({("claim", c) for c in self.claims}))
 
-    def draw_code(self, claim_id: str, figure: str) -> str:
-        draw = get_claim(claim_id).figure(figure).draw
-        return fingerprint(("momentum_ct.stages", module_of(draw)), self._plugin_files({("claim", claim_id)}))
+    def draw_code(self, claim_id: str) -> str:
+        """The code that draws all of a claim's figures."""
+        modules = sorted({module_of(f.draw) for f in get_claim(claim_id).figures.values()})
+        return fingerprint(("momentum_ct.stages", *modules), self._plugin_files({("claim", claim_id)}))
 
 
 def make_plan(config: dict[str, Any], config_dir: str | Path = ".", validate: bool = True) -> Plan:

@@ -68,6 +68,22 @@ def judge(fits: Iterable[str], claims_csv: str, claims_md: str) -> None:
     _write_text(judge_mod.to_markdown(claims), claims_md)
 
 
+def draw_all(claim_id: str, fits: str, points: str, trajectories: dict[str, list[str]], out_dir: str) -> None:
+    """Every figure of a claim in one process (a figure takes about a second to draw, a job several to start):
+    ``<out_dir>/<figure>.png`` from the claim's measure tables and ``<out_dir>/<experiment>/<figure>.png`` from each
+    experiment's trajectory files (``trajectories``: experiment -> files; only claims with such figures read them)."""
+    claim = get_claim(claim_id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for figure in claim.figure_names("measures"):
+        draw(claim_id, figure, dict(fits=fits, points=points), str(out / f"{figure}.png"))
+    for experiment, files in trajectories.items():
+        (out / experiment).mkdir(exist_ok=True)
+        for figure in claim.figure_names("trajectories"):
+            draw(claim_id, figure, dict(trajectories=list(files), experiment=experiment),
+                 str(out / experiment / f"{figure}.png"))
+
+
 def draw(claim_id: str, figure: str, inputs: dict[str, Any], output: str) -> None:
     """Draw one of a claim's figures (``Claim.figures``) from its inputs.
 

@@ -95,9 +95,22 @@ def measure_options():
     return dict(config.get("measure", {}))
 
 
-def get_experiment_trajectories(wildcards):
-    rows = SWEEP[SWEEP["experiment"] == wildcards.experiment]
-    return [f"results/runs/{shard_dir(wildcards.experiment, s)}/trajectory.parquet" for s in sorted(set(rows["shard"]))]
+def experiment_trajectories(experiment):
+    rows = SWEEP[SWEEP["experiment"] == experiment]
+    return [f"results/runs/{shard_dir(experiment, s)}/trajectory.parquet" for s in sorted(set(rows["shard"]))]
+
+
+def get_figure_trajectories(wildcards):
+    """Experiment -> trajectory files, for a claim with figures drawn from trajectories (else empty)."""
+    if not PLAN.figures(wildcards.claim, "trajectories"):
+        return {}
+    return {e: experiment_trajectories(e) for e in PLAN.experiments_of(wildcards.claim)}
+
+
+def get_draw_inputs(wildcards):
+    files = [f for fs in get_figure_trajectories(wildcards).values() for f in fs]
+    return dict(fits=f"results/measures/{wildcards.claim}.csv", points=f"results/measures/{wildcards.claim}_points.csv",
+                trajectories=files)
 
 
 # Fingerprints of the package code (and plug-ins) each job runs: editing it reruns the job.
@@ -114,16 +127,17 @@ def get_measure_code(wildcards):
 
 
 def get_draw_code(wildcards):
-    return PLAN.draw_code(wildcards.claim, wildcards.figure)
+    return PLAN.draw_code(wildcards.claim)
 
 
-def get_caption(wildcards):
-    return PLAN.caption(wildcards.claim, wildcards.figure)
+def get_captions(wildcards):
+    return PLAN.captions(wildcards.claim)
 
 
 def get_final_outputs():
     """Every file the pipeline writes, intermediate ones included: a deleted one is rebuilt (with what depends
-    on it) by the next run, instead of being skipped because the files after it exist."""
+    on it) by the next run, instead of being skipped because the files after it exist. A claim's figures are
+    one folder, drawn by one job: deleting the folder draws them again."""
     outputs = ["results/claims.csv", "results/claims.md"]
     for e, s in SHARDS.itertuples(index=False):
         outputs += [f"results/runs/{shard_dir(e, s)}/trajectory.parquet", f"results/runs/{shard_dir(e, s)}/meta.json"]
@@ -133,7 +147,5 @@ def get_final_outputs():
             if c in PREDICTED_CLAIMS:
                 outputs += [f"results/predictions/{c}/{shard_dir(e, s)}.parquet",
                             f"results/predictions/{c}/{shard_dir(e, s)}.json"]
-        outputs += [f"results/figures/{c}/{f}.png" for f in PLAN.figures(c, "measures")]
-        outputs += [f"results/figures/{c}/{e}/{f}.png" for f in PLAN.figures(c, "trajectories")
-                    for e in PLAN.experiments_of(c)]
+        outputs.append(f"results/figures/{c}")
     return outputs

@@ -1,48 +1,26 @@
-rule draw_claim_figure:
+# One job per claim draws all its figures: each takes about a second, a job several to start.
+rule draw_claim_figures:
     input:
-        fits="results/measures/{claim}.csv",
-        points="results/measures/{claim}_points.csv",
+        unpack(get_draw_inputs),
     output:
         report(
-            "results/figures/{claim}/{figure}.png",
+            directory("results/figures/{claim}"),
+            patterns=["{figure}.png"],
             caption="../report/figure.rst",
             category="{claim}",
+            labels={"figure": "{figure}"},
         ),
     params:
-        caption=get_caption,
+        captions=get_captions,
+        trajectories=get_figure_trajectories,
         plugins=PLUGINS,
         code=get_draw_code,
     conda:
         CONDA_ENV
     log:
-        "logs/draw/{claim}/{figure}.log",
+        "logs/draw/{claim}.log",
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 15 * attempt,
     script:
-        "../scripts/draw_figure.py"
-
-
-rule draw_experiment_figure:
-    input:
-        trajectories=get_experiment_trajectories,
-    output:
-        report(
-            "results/figures/{claim}/{experiment}/{figure}.png",
-            caption="../report/figure.rst",
-            category="{claim}",
-            labels={"experiment": "{experiment}", "figure": "{figure}"},
-        ),
-    params:
-        caption=get_caption,
-        plugins=PLUGINS,
-        code=get_draw_code,
-    conda:
-        CONDA_ENV
-    log:
-        "logs/draw/{claim}/{experiment}/{figure}.log",
-    resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 15 * attempt,
-    script:
-        "../scripts/draw_experiment_figure.py"
+        "../scripts/draw_figures.py"
