@@ -2,7 +2,8 @@
 
     python benchmarks/eki.py            # J = 500 and 2000, online (mini-batches of 64) and offline
     python benchmarks/eki.py --quick    # J = 500 online only (under a minute)
-    python benchmarks/eki.py --quick --dtype float64 float32 --threads 1 2   # the settings side by side
+    python benchmarks/eki.py --quick --dtype float64 float32 --threads 1 2
+                                        # J = 500 online in both precisions on one and two threads
 
 Both methods train the same network (``--hidden``, default 16: 1,210 parameters) on the same data for the
 same number of passes; SGD is ``gd`` on mini-batches (offline: full-batch GD). Each configuration runs in a
@@ -70,6 +71,8 @@ def main() -> None:
     parser.add_argument("--dtype", nargs="+", choices=("float64", "float32"), default=["float64"],
                         help="both methods' arithmetic, one or more settings (default float64)")
     args = parser.parse_args()
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
     if args.child:
         args.threads, args.dtype = args.threads[0], args.dtype[0]
         child(args)

@@ -5,7 +5,9 @@
 
 A job's time is from the line announcing it to the one saying it finished (Snakemake stamps both to the
 second), so it includes starting the job's interpreter. Printed per rule: jobs and job-seconds of each run,
-the ratio of the last run to the first, and each run's wall time from its first job to its last.
+the ratio of the last run to the first, and each run's wall time from its first job to its last. Read: jobs
+announced as ``rule NAME:`` or ``localrule NAME:`` (this workflow's, run locally); a rule with a ``message:``,
+a checkpoint or a cluster run's group job is announced otherwise and left out.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from collections import defaultdict
 STAMP = re.compile(r"^\[(\w{3} \w{3}\s+\d+ \d\d:\d\d:\d\d \d{4})\]")
 RULE = re.compile(r"^(?:local)?rule (\w+):")
 JOBID = re.compile(r"^\s+jobid: (\d+)")
-FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)")
+FINISHED = re.compile(r"^Finished job(?:id:)? (\d+)(?: \(Rule: (\w+)\))?")
 
 
 def job_seconds(path: str) -> tuple[dict[str, list[float]], float]:
@@ -36,7 +38,7 @@ def job_seconds(path: str) -> tuple[dict[str, list[float]], float]:
             rule = None
         elif (m := FINISHED.match(line)) and m.group(1) in start:
             name, began = start.pop(m.group(1))
-            seconds[name].append((stamp - began).total_seconds())
+            seconds[m.group(2) or name].append((stamp - began).total_seconds())
             first = began if first is None else min(first, began)
             last = stamp if last is None else max(last, stamp)
     return dict(seconds), (last - first).total_seconds() if first else 0.0

@@ -101,11 +101,31 @@ def test_both_spaces_give_the_same_increment(adaptive):
     u = state["u"]
     out = torch.sin(u @ a.T)
     du, dg = u - u.mean(1, keepdim=True), out - out.mean(1, keepdim=True)
-    base_j, coef_j, rows_j, h_j, _ = EKI._in_ensemble_space(state, 3, u, u.mean(1), dg, out.mean(1) - y)
+    base_j, coef_j, rows_j, h_j, _ = EKI._in_ensemble_space(state, 3, u.mean(1), du, dg, out.mean(1) - y)
     base_m, coef_m, rows_m, h_m, _ = EKI._in_output_space(state, 3, u, du, dg, out - y)
     by_j, by_m = base_j + coef_j @ rows_j - u, base_m + coef_m @ rows_m - u
     torch.testing.assert_close(h_j, h_m, rtol=1e-12, atol=0)
     torch.testing.assert_close(by_j, by_m, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_update_of_a_collapsed_ensemble_keeps_its_spread():
+    """Members far from the origin with a small spread: the float32 update of their deviations from the mean agrees
+    with float64 to float32 round-off of the spread (an update that carried the mean through ``K^-1`` would be off by
+    round-off of the mean, about a thousand times more here)."""
+    a, y = linear_problem(d=6, m=20, seed=2)
+    spec = resolve_method({"name": "eki", "J": 8, "spread": 1e-4, "noise": 0.05, "adaptive": 1.0})
+    moved = {}
+    for dtype in (torch.float32, torch.float64):
+        columns = {k: torch.tensor([[v]], dtype=dtype) for k, v in spec.columns(0.1, 0.0).items()}
+        state = EKI.init(torch.full((1, 6), 10.0, dtype=torch.float32).to(dtype), columns)
+        if dtype is torch.float64:  # the same members as the float32 run
+            state["u"] = moved_u0.to(dtype)
+        moved_u0 = state["u"]
+        g = lambda p, a=a.to(dtype), y=y.to(dtype): 10.0 * torch.tanh(p @ a.T / 10.0)  # noqa: E731
+        u = EKI.step(state, 0, MapOracle(g, y.to(dtype)))["u"][0].double()
+        moved[dtype] = u - u.mean(0)
+    spread = moved[torch.float64].abs().max()
+    assert float((moved[torch.float32] - moved[torch.float64]).abs().max() / spread) < 5e-4
 
 
 class BlockOracle(MapOracle):

@@ -160,8 +160,9 @@ def test_report(snakemake, finished_run):
     assert "Report created" in result.output
     html = report.read_text(errors="replace")
     assert len(html) > 100_000
-    # captions are rendered, per figure
+    # captions are rendered, per figure, those of figures drawn per experiment included
     assert "time-rescaling factor c fitted" in html and "largest distance between the iterates" in html
+    assert "training loss and test accuracy of the momentum methods" in html
 
 
 def test_rerun_of_a_finished_pipeline_does_nothing(snakemake, finished_run):

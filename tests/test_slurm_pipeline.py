@@ -22,7 +22,7 @@ the rule's thread count (1) on both sides, so the floating-point operations are 
 
 The cluster runs stop before the figures (``--omit-from`` the drawing rule): drawing runs the same
 code as the local run, and that the profile groups the drawing rule is checked by a dry run
-(test_slurm_profile.py); the figures' jobs would double the length of the cluster run.
+(test_slurm_profile.py); drawing would lengthen every claim's group job of the cluster run.
 """
 from __future__ import annotations
 

@@ -49,7 +49,6 @@ wildcard_constraints:
     experiment="[A-Za-z0-9_]+",
     shard="[0-9]+",
     claim="[A-Z][A-Za-z0-9]*",
-    figure="[a-z0-9_]+",
 
 
 def shard_dir(experiment, shard):

@@ -18,12 +18,12 @@ in the J-space (Woodbury): with centred outputs ``dG`` and members ``dU`` (rows)
 which equals the update above (``(h C_GG + Gamma)^{-1}`` expanded by Woodbury; ``C_uG = dU^T dG / J``).
 Only J x J systems are solved and no dim x dim or outputs x outputs matrix is formed. With ``K = I + h S``,
 ``E = -(S + c 1^T) + P`` (``c_i = <dG_i, Gamma^{-1}(mean G - y)> / J``, ``P`` the perturbations' share),
-``h S K^{-1} = I - K^{-1}`` and ``K^{-1} 1 = 1``, ``P^T 1 = 0`` (the outputs are centred), this is
+and ``h S K^{-1} = I - K^{-1}``, this is
 
-    U <- (K^{-1} + h P^T K^{-1}) U - h 1 (dU^T K^{-1} c)^T:
+    U <- 1 (mean - h dU^T K^{-1} c)^T + (K^{-1} + h P^T K^{-1}) dU:
 
 one inverse of the J x J factor instead of a solve with J right-hand sides, no J x J product without
-perturbations, and one J x J by J x dim product on the members themselves. With fewer outputs
+perturbations, and one J x J by J x dim product. With fewer outputs
 than members (m < J, few labels) and no Tikhonov block, ``(h C_GG + Gamma)`` itself (m x m) is solved.
 Both forms give the same increments to round-off. Every increment is a combination of the rows of ``dU``
 (``C_uG = dU^T dG / J``), so the ensemble stays in the span of the initial ensemble.
@@ -164,31 +164,30 @@ class EnsembleKalmanInversion(Method):
     def _advance(self, state: State, k: int, u: Tensor, outputs: Tensor, y: Tensor) -> State:
         runs, n_members, _ = u.shape
         mean = u.mean(1)
+        du = u - mean.unsqueeze(1)
         dg = outputs - outputs.mean(1, keepdim=True)
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
-            base, coef, rows, h, info = self._in_output_space(state, k, u, u - mean.unsqueeze(1), dg,
-                                                              outputs - y.unsqueeze(1))
+            base, coef, rows, h, info = self._in_output_space(state, k, u, du, dg, outputs - y.unsqueeze(1))
         else:
-            base, coef, rows, h, info = self._in_ensemble_space(state, k, u, mean, dg, outputs.mean(1) - y)
+            base, coef, rows, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
             coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
         # base + coef @ rows in one call; the increment (J x dim per run) is never stored on its own
         return {**state, "u": torch.baddbmm(base, coef, rows), "mean_prev": mean, "h_used": h}
 
-    def _in_ensemble_space(self, state: State, k: int, u: Tensor, mean: Tensor, dg: Tensor, offset: Tensor):
-        """The update in J-space (module docstring) as ``U <- base + coef @ U``, base ``-h (dU^T K^-1 c)^T`` on every
-        member: the centred members ``dU`` are never formed unless the Tikhonov block needs them."""
-        n_members = u.shape[1]
+    def _in_ensemble_space(self, state: State, k: int, mean: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
+        """The update in J-space (module docstring) as ``U <- base + coef @ dU``, base the new mean on every member.
+        On the centred members, not on ``U``: ``K^-1 U`` would carry the mean through ``K^-1 1 = 1``, exact only to
+        round-off relative to the mean, which swamps the spread once the ensemble has collapsed (in float32 first)."""
+        n_members = du.shape[1]
         scale = (1.0 / (state["noise"] * n_members)).unsqueeze(2)  # Gamma^-1 / J, (runs, 1, 1)
         # S_ij = <dG_i, Gamma^-1 dG_j> / J and c_i = <dG_i, Gamma^-1 (mean G - y)> / J: the misfit matrix
         # D_ij = <dG_i, Gamma^-1 (G_j - y)> / J is S + c 1^T, so one J x J product over the outputs serves both
         s = scale * torch.bmm(dg, dg.transpose(1, 2))
         c = scale * torch.bmm(dg, offset.unsqueeze(2))
-        du = None
         if state["any_tikhonov"].any():  # the parameter block: G~ = [G; u], y~ = [y; x0], Gamma~^-1 = [.; lambda I]
-            du = u - mean.unsqueeze(1)
             lam_t = state["tikhonov"].unsqueeze(2) / n_members
             # as for the outputs: u_j - x0 = dU_j + (mean - x0), so one J x J product over the parameters
             s = s + lam_t * torch.bmm(du, du.transpose(1, 2))
@@ -198,17 +197,14 @@ class EnsembleKalmanInversion(Method):
         system = h3 * s
         system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        if bool((info != 0).any()):  # a factor that broke down is not inverted (the caller marks the run diverged)
-            eye = torch.eye(n_members, dtype=chol.dtype, device=chol.device)
-            chol = torch.where((info != 0).view(-1, 1, 1), eye, chol)
+        # a factor that broke down is not inverted (the caller marks the run diverged); no host sync for the check
+        chol = torch.where((info != 0).view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
         k_inv = torch.cholesky_inverse(chol)
-        # dU^T K^-1 c = U^T w - mean (1^T w), w = K^-1 c
-        w = torch.bmm(k_inv, c)
-        base = -h3 * (torch.bmm(w.transpose(1, 2), u) - w.sum(1, keepdim=True) * mean.unsqueeze(1))
+        base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)  # mean - h dU^T K^-1 c
         coef = k_inv
         if state["any_perturb"].any():  # + h P^T K^-1, the perturbed observations' share
             coef = k_inv + h3 * torch.bmm(self._perturbation(state, k, dg, du, h3).transpose(1, 2), k_inv)
-        return base, coef, u, h, info
+        return base, coef, du, h, info
 
     def _in_output_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, misfit: Tensor):
         """``U <- U + coef @ rows``, the increment ``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member:
@@ -246,9 +242,8 @@ class EnsembleKalmanInversion(Method):
               if n_prior else None)
         return z.to(like.device, like.dtype), None if zp is None else zp.to(like.device, like.dtype)
 
-    def _perturbation(self, state: State, k: int, dg: Tensor, du: Tensor | None, h3: Tensor) -> Tensor:
-        """``<dG_i, Gamma^-1 xi_j> / J`` with ``xi_j ~ N(0, s Gamma / h)`` (and the Tikhonov block's share, from the
-        centred members ``du``, given where there is one)."""
+    def _perturbation(self, state: State, k: int, dg: Tensor, du: Tensor, h3: Tensor) -> Tensor:
+        """``<dG_i, Gamma^-1 xi_j> / J`` with ``xi_j ~ N(0, s Gamma / h)`` (and the Tikhonov block's share)."""
         runs, n_members, n_out = dg.shape
         tikhonov = bool(state["any_tikhonov"].any())
         z, zp = self._draws(state, k, n_members, n_out, dg, du.shape[2] if tikhonov else 0)
