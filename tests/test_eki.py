@@ -114,13 +114,12 @@ def test_float32_update_of_a_collapsed_ensemble_keeps_its_spread():
     round-off of the mean, about a thousand times more here)."""
     a, y = linear_problem(d=6, m=20, seed=2)
     spec = resolve_method({"name": "eki", "J": 8, "spread": 1e-4, "noise": 0.05, "adaptive": 1.0})
-    moved = {}
+    moved, members = {}, None
     for dtype in (torch.float32, torch.float64):
         columns = {k: torch.tensor([[v]], dtype=dtype) for k, v in spec.columns(0.1, 0.0).items()}
-        state = EKI.init(torch.full((1, 6), 10.0, dtype=torch.float32).to(dtype), columns)
-        if dtype is torch.float64:  # the same members as the float32 run
-            state["u"] = moved_u0.to(dtype)
-        moved_u0 = state["u"]
+        state = EKI.init(torch.full((1, 6), 10.0, dtype=dtype), columns)
+        members = state["u"] if members is None else members  # the float64 run starts from the float32 members
+        state["u"] = members.to(dtype)
         g = lambda p, a=a.to(dtype), y=y.to(dtype): 10.0 * torch.tanh(p @ a.T / 10.0)  # noqa: E731
         u = EKI.step(state, 0, MapOracle(g, y.to(dtype)))["u"][0].double()
         moved[dtype] = u - u.mean(0)
