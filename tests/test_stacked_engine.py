@@ -369,3 +369,37 @@ def test_compiled_loops_record_in_bounded_stacks_and_leave_what_numba_cannot_com
     assert any("point_grad could not be compiled" in str(w.message) for w in caught)
     for ref, run in zip(reference[:2], got):
         assert_same_rows(ref, run, "lockstep fallback", tol=0.0)
+
+
+def test_recorder_blocks_give_the_rows_one_by_one_would():
+    """Rows added as blocks (the stacked engine) and one at a time give the same table, dtypes included: the first
+    row's metrics are the columns, a metric a later row lacks is NaN, a diverged row's loss is infinite."""
+    from momentum_ct.io import concat_columns
+    from momentum_ct.train.recorder import TrajectoryRecorder
+
+    problem = make_problem("quadratic", dim=3)
+    gen = np.random.default_rng(0)
+    steps, xs = np.array([0, 2, 5, 9]), gen.normal(size=(4, 3))
+    metrics = {"loss": gen.normal(size=4), "grad_norm": gen.normal(size=4), "sq_dist": gen.normal(size=4)}
+    one, blocks = TrajectoryRecorder(problem, 0.3), TrajectoryRecorder(problem, 0.3)
+    for j, k in enumerate(steps.tolist()):
+        one.append(k, {n: float(v[j]) for n, v in metrics.items()}, {"x": xs[j]})
+    one.append(11, None, {"x": xs[0] * 1e9})
+    blocks.extend(steps[:1], {n: v[:1] for n, v in metrics.items()}, {"x": xs[:1]})
+    blocks.extend(steps[1:], {n: v[1:] for n, v in metrics.items() if n != "sq_dist"}, {"x": xs[1:]})
+    blocks.append(11, None, {"x": xs[0] * 1e9})
+    a, b = one.columns(), blocks.columns()
+    assert list(a) == list(b) == ["step", "t", "loss", "grad_norm", "sq_dist", "x"]
+    for name in ("step", "t", "loss", "grad_norm"):
+        assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+    assert np.array_equal(b["sq_dist"], [metrics["sq_dist"][0], np.nan, np.nan, np.nan, np.inf], equal_nan=True)
+    assert np.array_equal(np.stack(a["x"]), np.stack(b["x"])) and blocks.diverged_at == one.diverged_at == 11
+    assert b["t"][2] == 5 * 0.3 and one.rows[-1]["loss"] == np.inf
+    # the table of several parts: arrays stay arrays with the dtype a list of their values would get
+    parts = [a, {"step": np.array([1, 2]), "name": ["u", "v"]}]
+    joined = concat_columns(parts)
+    listed = {k: np.asarray([v for p in parts for v in (list(p[k]) if k in p else [np.nan] * len(p["step"]))])
+              for k in ("step", "loss")}
+    for k, v in listed.items():
+        assert joined[k].dtype == v.dtype and np.array_equal(joined[k], v, equal_nan=True), k
+    assert joined["name"] == [np.nan] * 5 + ["u", "v"]

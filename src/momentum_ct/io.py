@@ -54,18 +54,21 @@ def write_table(path: str | Path, columns: dict[str, Any]) -> None:
 
 
 def concat_columns(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The parts' columns one after another, NaN where a part lacks a column. A column that every part holds as a
+    one-dimensional array (or lacks) stays an array, with the dtype that listing its values would give; others
+    (strings, vectors) become lists."""
     parts = list(parts)
     keys = list(dict.fromkeys(k for p in parts for k in p))
+    lengths = [len(next(iter(p.values()))) for p in parts]
     out: dict[str, Any] = {}
     for k in keys:
+        values = [p.get(k) for p in parts]
+        if all(v is None or (isinstance(v, np.ndarray) and v.ndim == 1) for v in values):
+            out[k] = np.concatenate([np.full(n, np.nan) if v is None else v for v, n in zip(values, lengths)])
+            continue
         vals: list = []
-        for p in parts:
-            n = len(next(iter(p.values())))
-            v = p.get(k)
-            if v is None:
-                vals.extend([np.nan] * n)
-            else:
-                vals.extend(list(v))
+        for v, n in zip(values, lengths):
+            vals.extend([np.nan] * n if v is None else list(v))
         out[k] = vals
     return out
 

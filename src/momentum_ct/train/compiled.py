@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..optim.heavy_ball import HeavyBallFamily
+from .recorder import metric_arrays
 
 # Copied iterates (x and x_prev) are evaluated once this many numbers wait (the engine's ``PENDING_ELEMENTS``).
 RECORD_ELEMENTS = 2**23
@@ -143,14 +144,16 @@ def _record(cohort, rows) -> None:
     xs = np.concatenate([r[2] for r in rows])
     xps = np.concatenate([r[3] for r in rows])
     recorded = values(run_ids, xs, xps) if len(xs) else {}
-    metrics = ({n: v.tolist() for n, v in cohort.evaluator.metrics(recorded["x"]).items()} if len(xs) else {})
+    metrics = metric_arrays(cohort.evaluator.metrics(recorded["x"])) if len(xs) else {}
     arrays = {n: v.numpy() for n, v in recorded.items()}
     start = 0
     for i, steps, _, _, at, x, xp in rows:
         recorder = cohort.recorders[i]
-        for j, k in enumerate(steps.tolist(), start):
-            recorder.append(k, {n: v[j] for n, v in metrics.items()}, {n: a[j] for n, a in arrays.items()})
-        start += len(steps)
+        end = start + len(steps)
+        if end > start:
+            recorder.extend(np.asarray(steps, dtype=np.int64), {n: v[start:end] for n, v in metrics.items()},
+                            {n: a[start:end] for n, a in arrays.items()})
+        start = end
         if at >= 0:
             last = values(np.array([i]), x[None], xp[None])
             recorder.append(at, None, {n: v[0].numpy().copy() for n, v in last.items()})

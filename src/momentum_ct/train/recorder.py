@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,15 @@ def has_diverged(x: Tensor, threshold: float) -> bool:
     return not math.isfinite(norm) or norm > threshold
 
 
+def metric_arrays(metrics: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    """The evaluator's metrics as the recorder's columns: float64 (int64 for counts), whatever the run's dtype."""
+    out = {}
+    for name, v in metrics.items():
+        a = v.cpu().numpy()
+        out[name] = a.astype(np.float64) if a.dtype.kind == "f" else a.astype(np.int64)
+    return out
+
+
 class TrajectoryRecorder:
     """Rows ``step, t, loss, [test_loss, test_accuracy], grad_norm, [sq_dist], x, m`` of one run.
 
@@ -38,7 +47,9 @@ class TrajectoryRecorder:
     def __init__(self, problem: Problem, h: float):
         self.problem, self.h = problem, h
         self.threshold = divergence_threshold(problem.x0)
-        self.rows: list[dict] = []
+        # blocks of rows in step order: (steps, metrics, vectors), each metric an array and each vector a
+        # sequence of rows; engines that record many rows at once add them as one block (``extend``)
+        self.blocks: list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, Sequence[np.ndarray]]]] = []
         self.diverged_at: int | None = None
         self.vector_keys: tuple[str, ...] = ()  # the method's records, set by the first row
 
@@ -55,29 +66,44 @@ class TrajectoryRecorder:
         self.append(k, metrics, {name: v.detach().to(torch.float64).cpu().numpy().copy() for name, v in values.items()})
 
     def append(self, k: int, metrics: dict[str, float] | None, vectors: Mapping[str, np.ndarray]) -> None:
-        """Add the row of step ``k`` from values computed elsewhere (the stacked engine computes them for
-        many runs at once). ``metrics``: ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm``,
-        [``sq_dist``] in that order, or ``None`` for a diverged iterate; ``vectors``: the method's records, ``x`` first."""
-        row = {"step": int(k), "t": k * self.h}
+        """Add the row of step ``k`` from values computed elsewhere. ``metrics``: ``loss``, [``test_loss``,
+        ``test_accuracy``,] ``grad_norm``, [``sq_dist``] in that order, or ``None`` for a diverged iterate;
+        ``vectors``: the method's records, ``x`` first."""
         if metrics is None:
             self.diverged_at = int(k)
-            row.update(loss=math.inf, grad_norm=math.inf)
+            metrics = dict(loss=math.inf, grad_norm=math.inf)
             if self.problem.minimiser is not None:
-                row["sq_dist"] = math.inf
-        else:
-            row.update(metrics)
+                metrics["sq_dist"] = math.inf
+        self.extend(np.array([int(k)]), {name: np.array([v]) for name, v in metrics.items()},
+                    {name: [v] for name, v in vectors.items()})
+
+    def extend(self, steps: np.ndarray, metrics: Mapping[str, np.ndarray],
+               vectors: Mapping[str, Sequence[np.ndarray]]) -> None:
+        """Add rows of finite iterates at ``steps`` (increasing, after the rows so far) at once: per metric an
+        array, per vector a sequence of rows (the stacked engine evaluates many runs' records together)."""
         self.vector_keys = tuple(vectors)
-        row.update(vectors)
-        self.rows.append(row)
+        self.blocks.append((np.asarray(steps), dict(metrics), dict(vectors)))
 
     def mark_diverged(self, k: int, values: Mapping[str, Tensor]) -> None:
         if self.diverged_at is None:
             self.record(k, values)
             self.diverged_at = int(k)
 
+    @property
+    def rows(self) -> list[dict]:
+        """The rows one by one (``step, t``, metrics, vectors): for inspection; ``columns`` is the table."""
+        cols = self.columns()
+        return [{name: values[i] for name, values in cols.items()} for i in range(len(cols.get("step", ())))]
+
     def columns(self) -> dict[str, np.ndarray | list]:
-        keys = [k for k in self.rows[0] if k not in self.vector_keys] if self.rows else []
-        out: dict[str, np.ndarray | list] = {k: np.array([r.get(k, np.nan) for r in self.rows]) for k in keys}
-        for k in self.vector_keys:
-            out[k] = [r[k] for r in self.rows]
+        """The table: one array per scalar column (the first row's metrics; a metric absent from a row is NaN
+        there) and one list of rows per vector."""
+        if not self.blocks:
+            return {}
+        steps = np.concatenate([b[0] for b in self.blocks])
+        out: dict[str, np.ndarray | list] = {"step": steps, "t": steps * self.h}
+        for name in self.blocks[0][1]:
+            out[name] = np.concatenate([m[name] if name in m else np.full(len(k), np.nan) for k, m, _ in self.blocks])
+        for name in self.vector_keys:
+            out[name] = [row for _, _, v in self.blocks for row in v[name]]
         return out

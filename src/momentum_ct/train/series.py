@@ -149,7 +149,7 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         if spec.velocity_steps is not None:
             for key in rec.vector_keys[1:]:  # x first: the iterate stays wherever vectors are kept
                 cols[key] = [v if k < spec.velocity_steps else v[:0] for k, v in zip(cols["step"], cols[key])]
-        cols["h"] = [run["h"]] * len(cols["step"])
+        cols["h"] = np.full(len(cols["step"]), float(run["h"]))
         parts.append(cols)
         columns = run["columns"]
         entry = dict(h=run["h"])

@@ -58,7 +58,7 @@ from ..optim import FORWARD, GRAD, HVP, ONE_SAMPLE, Method, Oracle, check_needs,
 from ..problems import Problem
 from .compiled import eligible as compiled_eligible, run_compiled
 from .progress import Progress
-from .recorder import TrajectoryRecorder
+from .recorder import TrajectoryRecorder, metric_arrays
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -514,12 +514,18 @@ class _Cohort:
         names = list(self.pending[0][2])
         values = {name: torch.cat([v[name] for _, _, v in self.pending]) for name in names}
         self.pending, self.pending_elements = [], 0
-        metrics = {name: v.cpu().tolist() for name, v in self.evaluator.metrics(values["x"]).items()}
+        metrics = metric_arrays(self.evaluator.metrics(values["x"]))
         arrays = {name: v.to(torch.float64).cpu().numpy() for name, v in values.items()}
-        # pending rows are in step order and flushed in time order, so every recorder stays in step order
-        for j, (k, i) in enumerate(zip(steps.tolist(), run_ids.tolist())):
-            self.recorders[i].append(k, {name: v[j] for name, v in metrics.items()},
-                                     {name: a[j] for name, a in arrays.items()})
+        # each run's rows as one block: a stable sort by run keeps the step order (pending rows are in step order
+        # and flushed in time order, so every recorder stays in step order)
+        order = np.argsort(run_ids, kind="stable")
+        run_ids, steps = run_ids[order], steps[order]
+        metrics = {name: a[order] for name, a in metrics.items()}
+        arrays = {name: a[order] for name, a in arrays.items()}
+        bounds = [0, *(np.flatnonzero(np.diff(run_ids)) + 1).tolist(), len(run_ids)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            self.recorders[int(run_ids[lo])].extend(steps[lo:hi], {name: a[lo:hi] for name, a in metrics.items()},
+                                                    {name: a[lo:hi] for name, a in arrays.items()})
 
     def _diverged_row(self, i: int, k: int, values: dict[str, Tensor]) -> None:
         self._flush()  # earlier rows of this run first
