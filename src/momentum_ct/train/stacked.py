@@ -363,6 +363,7 @@ class OnlineSamples:
         self.n_train, self.per_step, self.block = n_train, per_step, block
         self.generators = {int(s): torch.Generator().manual_seed(int(s)) for s in np.unique(seeds)}
         self.block_index, self.seeds, self.table = -1, np.array([], dtype=np.int64), None
+        self.rows_of, self.rows = None, None  # the table rows of the last ``seeds`` array asked for
 
     def indices(self, k: int, seeds: np.ndarray) -> Tensor:
         """``(len(seeds), per_step)`` indices of step ``k`` for runs of the given seeds (steps in increasing order)."""
@@ -371,8 +372,11 @@ class OnlineSamples:
             self.seeds = np.unique(seeds)
             self.table = torch.stack([torch.randint(self.n_train, (self.block, self.per_step),
                                                     generator=self.generators[int(s)]) for s in self.seeds])
-        rows = torch.as_tensor(np.searchsorted(self.seeds, seeds))
-        return self.table[rows, k % self.block]
+            self.rows_of = None
+        # the same array (the same active runs) as the step before: the same rows, without searching again
+        if seeds is not self.rows_of:
+            self.rows_of, self.rows = seeds, torch.as_tensor(np.searchsorted(self.seeds, seeds))
+        return self.table[self.rows, k % self.block]
 
 
 class _Cohort:
@@ -403,6 +407,7 @@ class _Cohort:
         self.n_steps = np.array([r.n_steps for r in requests], dtype=np.int64)
         self.seeds = np.array([r.seed for r in requests], dtype=np.int64)
         self.active = np.arange(len(requests))  # run ids in stack order
+        self.seeds_of, self.active_seeds = None, None  # ``_active_seeds``' cache
         # per active run, the norm past which it has diverged (in float64: the comparison is exact either way)
         self.thresholds = torch.tensor([r.threshold for r in recorders], dtype=torch.float64, device=device)
         self.records = _by_step([np.asarray(r.record_at, dtype=np.int64) for r in requests])
@@ -448,7 +453,7 @@ class _Cohort:
         """The data of step ``k``: shared by all active runs, or per run (mini-batches of several seeds, on-line draws)."""
         train = self.problem.train_data
         if self.online is not None:
-            idx = self.online.indices(k, self.seeds[self.active]).to(self.device)
+            idx = self.online.indices(k, self._active_seeds()).to(self.device)
             return tuple(t[idx] for t in train), True
         if not self.streams:
             return train, False
@@ -466,6 +471,12 @@ class _Cohort:
         return tuple(t[per_run_idx] for t in train), True
 
     # -- bookkeeping --------------------------------------------------------------------------------------
+    def _active_seeds(self) -> np.ndarray:
+        """The active runs' seeds: one array while the active runs stay the same (``_remove`` replaces ``active``)."""
+        if self.seeds_of is not self.active:
+            self.seeds_of, self.active_seeds = self.active, self.seeds[self.active]
+        return self.active_seeds
+
     def _remove(self, mask: np.ndarray) -> None:
         if not mask.any():
             return
