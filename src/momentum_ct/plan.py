@@ -44,10 +44,7 @@ class Plan:
         """Every figure's caption, keyed by its path under the claim's figure folder without ``.png``
         (``<figure>`` or ``<experiment>/<figure>``)."""
         claim = get_claim(claim_id)
-        captions = {f: claim.caption(f) for f in claim.figure_names("measures")}
-        for figure in claim.figure_names("trajectories"):
-            captions.update({f"{e}/{figure}": claim.caption(figure) for e in self.experiments_of(claim_id)})
-        return captions
+        return {name: claim.caption(figure) for name, (figure, _) in claim.figure_files(self.experiments_of(claim_id)).items()}
 
     def size(self) -> dict[str, Any]:
         """How big the sweep is: series, shards, runs, run-steps, the longest run, trajectory bytes, job memory."""

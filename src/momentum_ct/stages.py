@@ -72,16 +72,13 @@ def draw_all(claim_id: str, fits: str, points: str, trajectories: dict[str, list
     """Every figure of a claim in one process (a figure takes about a second to draw, a job several to start):
     ``<out_dir>/<figure>.png`` from the claim's measure tables and ``<out_dir>/<experiment>/<figure>.png`` from each
     experiment's trajectory files (``trajectories``: experiment -> files; only claims with such figures read them)."""
-    claim = get_claim(claim_id)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for figure in claim.figure_names("measures"):
-        draw(claim_id, figure, dict(fits=fits, points=points), str(out / f"{figure}.png"))
-    for experiment, files in trajectories.items():
-        (out / experiment).mkdir(exist_ok=True)
-        for figure in claim.figure_names("trajectories"):
-            draw(claim_id, figure, dict(trajectories=list(files), experiment=experiment),
-                 str(out / experiment / f"{figure}.png"))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for name, (figure, experiment) in get_claim(claim_id).figure_files(trajectories).items():
+        path = Path(out_dir) / f"{name}.png"
+        path.parent.mkdir(exist_ok=True)
+        inputs = (dict(fits=fits, points=points) if experiment is None
+                  else dict(trajectories=list(trajectories[experiment]), experiment=experiment))
+        draw(claim_id, figure, inputs, str(path))
 
 
 def draw(claim_id: str, figure: str, inputs: dict[str, Any], output: str) -> None:

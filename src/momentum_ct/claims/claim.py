@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import ConfigError, unknown_name
 
@@ -199,6 +199,15 @@ class Claim:
 
     def figure_names(self, source: str) -> list[str]:
         return [n for n, f in self.figures.items() if f.source == source]
+
+    def figure_files(self, experiments: Iterable[str]) -> dict[str, tuple[str, str | None]]:
+        """Every figure file, keyed by its path under the claim's figure folder without ``.png``: ``<figure>`` for
+        one drawn from the measures, ``<experiment>/<figure>`` per experiment for one drawn from trajectories; the
+        value is ``(figure, experiment)``, the experiment ``None`` for the former."""
+        files: dict[str, tuple[str, str | None]] = {f: (f, None) for f in self.figure_names("measures")}
+        for experiment in experiments:
+            files.update({f"{experiment}/{f}": (f, experiment) for f in self.figure_names("trajectories")})
+        return files
 
     def caption(self, name: str) -> str:
         """The figure's caption with the quantities' fields (tolerances) filled in."""

@@ -168,7 +168,8 @@ class EnsembleKalmanInversion(Method):
         dg = outputs - outputs.mean(1, keepdim=True)
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
-            base, coef, rows, h, info = self._in_output_space(state, k, u, du, dg, outputs - y.unsqueeze(1))
+            coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
+            base = u
         else:
             base, coef, rows, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
@@ -206,9 +207,9 @@ class EnsembleKalmanInversion(Method):
             coef = k_inv + h3 * torch.bmm(self._perturbation(state, k, dg, du, h3).transpose(1, 2), k_inv)
         return base, coef, du, h, info
 
-    def _in_output_space(self, state: State, k: int, u: Tensor, du: Tensor, dg: Tensor, misfit: Tensor):
-        """``U <- U + coef @ rows``, the increment ``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1 C_uG^T`` per member:
-        m x m systems, for m < J."""
+    def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
+        """``(coef, rows)`` with ``U <- U + coef @ rows``, the increment ``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1
+        C_uG^T`` per member: m x m systems, for m < J."""
         runs, n_members, n_out = dg.shape
         gamma = state["noise"].unsqueeze(2)
         c_gg = torch.bmm(dg.transpose(1, 2), dg) / n_members
@@ -223,7 +224,7 @@ class EnsembleKalmanInversion(Method):
         system = h3 * c_gg + gamma * torch.eye(n_out, dtype=dg.dtype, device=dg.device)
         chol, info = torch.linalg.cholesky_ex(system)
         solved = torch.cholesky_solve(residual.transpose(1, 2), chol)  # (runs, m, J)
-        return u, h3 * solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members, h, info
+        return h3 * solved.transpose(1, 2), torch.bmm(dg.transpose(1, 2), du) / n_members, h, info
 
     def _step_size(self, state: State, d_norm: Callable[[], Tensor]) -> Tensor:
         """``h``, or ``a / (|D_n|_F + eps)`` for the runs with ``adaptive = a > 0`` (runs x 1); ``d_norm()`` gives

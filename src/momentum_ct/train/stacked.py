@@ -407,7 +407,7 @@ class _Cohort:
         self.n_steps = np.array([r.n_steps for r in requests], dtype=np.int64)
         self.seeds = np.array([r.seed for r in requests], dtype=np.int64)
         self.active = np.arange(len(requests))  # run ids in stack order
-        self.seeds_of, self.active_seeds = None, None  # ``_active_seeds``' cache
+        self.active_seeds = self.seeds  # the active runs' seeds, replaced with ``active`` (``_remove``)
         # per active run, the norm past which it has diverged (in float64: the comparison is exact either way)
         self.thresholds = torch.tensor([r.threshold for r in recorders], dtype=torch.float64, device=device)
         self.records = _by_step([np.asarray(r.record_at, dtype=np.int64) for r in requests])
@@ -453,7 +453,7 @@ class _Cohort:
         """The data of step ``k``: shared by all active runs, or per run (mini-batches of several seeds, on-line draws)."""
         train = self.problem.train_data
         if self.online is not None:
-            idx = self.online.indices(k, self._active_seeds()).to(self.device)
+            idx = self.online.indices(k, self.active_seeds).to(self.device)
             return tuple(t[idx] for t in train), True
         if not self.streams:
             return train, False
@@ -471,17 +471,12 @@ class _Cohort:
         return tuple(t[per_run_idx] for t in train), True
 
     # -- bookkeeping --------------------------------------------------------------------------------------
-    def _active_seeds(self) -> np.ndarray:
-        """The active runs' seeds: one array while the active runs stay the same (``_remove`` replaces ``active``)."""
-        if self.seeds_of is not self.active:
-            self.seeds_of, self.active_seeds = self.active, self.seeds[self.active]
-        return self.active_seeds
-
     def _remove(self, mask: np.ndarray) -> None:
         if not mask.any():
             return
         keep = np.flatnonzero(~mask)
         self.active = self.active[keep]
+        self.active_seeds = self.seeds[self.active]
         self.state = self.method.select(self.state, keep)
         self.thresholds = self.thresholds[torch.as_tensor(keep, device=self.device)]
 
