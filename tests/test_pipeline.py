@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -122,10 +123,13 @@ def test_killed_run_resumes_to_byte_identical_outputs(resumed_run, finished_run)
     # first in the module, resumed run first: it needs no reference, so it goes on while another module's
     # worker makes the shared one (ci_run)
     files, finished = result_files(resumed_run), result_files(finished_run)
-    # what --until train_shard makes: every shard's trajectory and meta.json
+    # what --until train_shard makes: every shard's trajectory and meta.json, and its vectors file, a temporary
+    # output that a partial run leaves for the jobs after it
     expected = {f"{s}/{f}" for s in expected_shards() for f in ("trajectory.parquet", "meta.json")}
-    assert files.keys() == expected, sorted(files.keys() ^ expected)
-    assert_identical(files, {n: finished[n] for n in expected}, "every trajectory and meta.json")
+    vectors = {f"{s}/vectors.parquet" for s in expected_shards()}
+    assert files.keys() == expected | vectors, sorted(files.keys() ^ (expected | vectors))
+    assert_identical({n: files[n] for n in expected}, {n: finished[n] for n in expected},
+                     "every trajectory and meta.json")
 
 
 def test_end_to_end_outputs(finished_run):
@@ -151,6 +155,22 @@ def test_end_to_end_outputs(finished_run):
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, figure
     for shard in expected_shards():
         assert (results / shard / "trajectory.parquet").exists() and (results / shard / "meta.json").exists()
+
+
+def test_network_vectors_are_set_apart_for_the_predictions_and_deleted(finished_run):
+    """k1_wide (20 dimensions, K1 only) keeps empty vectors in its trajectory; its prediction read them from the shard's
+    vectors file, a temporary output that is gone once the predictions are made. A plane's are kept."""
+    results = finished_run / "results"
+    assert not list(results.rglob("vectors.parquet"))
+    wide = pd.read_parquet(results / "runs/experiment~k1_wide/shard~0/trajectory.parquet")
+    assert len(wide) > 100 and (wide["x"].map(len) == 0).all() and (wide["m"].map(len) == 0).all()
+    plane = pd.read_parquet(results / "runs/experiment~k1_toy2d/shard~0/trajectory.parquet")
+    assert (plane["x"].map(len) == 2).all()
+    pred = pd.read_parquet(results / "predictions/K1/experiment~k1_wide/shard~0.parquet")
+    assert len(pred) == len(wide) and np.isfinite(pred["err"]).all() and (pred["err"] > 0).any()
+    fits = pd.read_csv(results / "measures/K1.csv")
+    order = fits[(fits["experiment"] == "k1_wide") & (fits["quantity"] == "order")]["measured"]
+    assert len(order) == 1 and abs(order.iloc[0] - 1.0) < 0.2, order
 
 
 def test_report(snakemake, finished_run):

@@ -222,6 +222,11 @@ def test_pipeline_on_cluster_equals_local_run(runs, reference, cluster):
     assert "workflow specific profile" in result.output
     files = result_files(run.workdir)
     assert not any(name.startswith("figures/") for name in files)
+    # a partial run (--omit-from) keeps the temporary files that none of its jobs reads: the vectors files of the
+    # shards whose trajectories keep their vectors, tables without rows (the full local run deletes them)
+    leftover = {name for name in files if name.endswith("/vectors.parquet")}
+    assert leftover and all(pd.read_parquet(files[name]).empty for name in leftover), leftover
+    files = {name: p for name, p in files.items() if name not in leftover}
     assert_same_results(files, {n: p for n, p in reference.items() if not n.startswith("figures/")}, "cluster run")
     pd.testing.assert_frame_equal(pd.read_csv(files["claims.csv"]), pd.read_csv(reference["claims.csv"]))
     # Grouping, each group job submitted once (the cancelled one twice): one sweep job per shard (with

@@ -294,6 +294,57 @@ def test_experiments_whose_claims_read_no_path_keep_vectors_at_five_records_and_
 
 
 @pytest.mark.usefixtures("single_torch_thread")
+def test_network_vectors_set_apart_give_the_same_predictions_and_measures(tmp_path):
+    """Above ``VECTOR_MAX_DIM`` dimensions, with claims whose measures read only their predictions' distances, the
+    path vectors go to the vectors file and the trajectory keeps empty ones; the prediction stage, given that file,
+    writes the same predictions as from a trajectory that kept them, and the measure is the same. A claim whose
+    measure reads vectors (E3), a plane (toy2d) and K4's sparse records keep them in the trajectory."""
+    import dataclasses
+
+    import pandas as pd
+
+    from momentum_ct import stages
+    from momentum_ct.io import read_json, read_table, read_trajectory
+    from momentum_ct.sweep import vectors_apart
+
+    wide = dict(problem="quadratic", problem_options=dict(dim=20), claims=["K1", "K2"], methods=["hb"], lam=[0.5],
+                h=dict(start=0.1, halvings=2, scale_with_momentum=True), horizon=1.0, n_records=10, dense_steps=3,
+                engine="stacked")
+    assert vectors_apart(wide)
+    assert not vectors_apart(wide | dict(problem_options=dict(dim=16)))  # a prediction keeps such vectors itself
+    assert not vectors_apart(wide | dict(problem="toy2d", problem_options={}))
+    assert not vectors_apart(dict(problem="digits_mlp", claims=["K4"]))  # sparse: five records, kept
+    assert not vectors_apart(dict(problem="digits_mlp", claims=["E3", "K1"]))  # E3's measure reads them
+    specs = expand_series(dict(experiments=dict(e=wide)))
+    assert all(s.vectors_apart for s in specs)
+    files = {}
+    for name, chosen in (("apart", specs), ("kept", [dataclasses.replace(s, vectors_apart=False) for s in specs])):
+        paths = [tmp_path / f"{name}_{f}" for f in ("t.parquet", "m.json", "v.parquet")]
+        write_shard(chosen, *paths[:2], log=lambda _: None, vectors=paths[2])
+        files[name] = paths
+    traj_apart, traj_kept = (read_trajectory(files[n][0]) for n in ("apart", "kept"))
+    assert (traj_apart["x"].map(len) == 0).all() and (traj_kept["x"].map(len) == 20).all()
+    assert read_table(files["kept"][2]).empty
+    assert read_json(files["apart"][1])["series"][0]["x_kind"] == "apart"
+    for claim in ("K1", "K2"):
+        out = {}
+        for name, vectors in (("apart", files["apart"][2]), ("kept", None)):
+            pred, info = tmp_path / f"{claim}_{name}.parquet", tmp_path / f"{claim}_{name}.json"
+            stages.predict(claim, files[name][0], files[name][1], pred, info, {}, vectors)
+            out[name] = (pred.read_bytes(), info.read_bytes())
+            fits, points = tmp_path / f"{claim}_{name}_fits.csv", tmp_path / f"{claim}_{name}_points.csv"
+            stages.measure(claim, [files[name][0]], [files[name][1]], [pred], [info], fits, points, {})
+            out[name] += (fits.read_bytes(), points.read_bytes())
+        assert out["apart"] == out["kept"], claim
+    # a vectors file that does not belong to the trajectory is refused by name
+    stray = tmp_path / "stray.parquet"
+    pd.DataFrame({"x": [np.zeros(20)] * 3}).to_parquet(stray)
+    with pytest.raises(Exception, match="stray.parquet has 3 rows"):
+        stages.predict("K1", files["apart"][0], files["apart"][1], tmp_path / "p.parquet", tmp_path / "p.json", {},
+                       stray)
+
+
+@pytest.mark.usefixtures("single_torch_thread")
 def test_compiled_loops_record_what_lockstep_records_bit_for_bit():
     """Heavy-ball runs on toy2d (``Problem.point_grad``) in compiled loops (``train.compiled``) against the lockstep
     engine: the same rows, values equal bit for bit, the same divergence (after some steps, and at a start that is

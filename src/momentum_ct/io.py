@@ -91,6 +91,17 @@ def read_trajectory(path: str | Path) -> pd.DataFrame:
     return read_table(path, TRAJECTORY_COLUMNS)
 
 
+def attach_vectors(traj: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """The trajectory with the vector columns of its vectors file (written beside it, row for row), where that file
+    holds any rows."""
+    vectors = read_table(path)
+    if vectors.empty:
+        return traj
+    if len(vectors) != len(traj):
+        raise SchemaError(f"{path} has {len(vectors)} rows for the trajectory's {len(traj)}; {REBUILD}")
+    return traj.assign(**{name: vectors[name].to_numpy() for name in vectors.columns})
+
+
 def stack(series: pd.Series) -> np.ndarray:
     """A ``list<double>`` column as a 2-D array (rows x dimension)."""
     return np.stack([np.asarray(v, dtype=np.float64) for v in series])
@@ -100,7 +111,8 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    # compact: a shard of thousands of series has megabytes of metadata, a third of it indentation
+    tmp.write_text(json.dumps(data, sort_keys=True, separators=(",", ":"), default=_jsonable) + "\n")
     tmp.replace(path)
 
 

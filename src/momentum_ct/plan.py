@@ -60,6 +60,11 @@ class Plan:
                     longest_run=max(steps, default=0), recorded_rows=rows, trajectory_gb=trajectory_bytes / 1e9,
                     job_memory_mb=max((estimate_memory_mb(list(s)) for s in shards), default=0))
 
+    def vectors_apart(self, experiment: str) -> bool:
+        """Whether the experiment's training jobs set their path vectors apart for the prediction jobs
+        (``SeriesSpec.vectors_apart``)."""
+        return bool(self._first_spec(experiment).vectors_apart)
+
     def train_gpus(self, experiment: str) -> int:
         """GPUs a training job of the experiment uses (0 or 1): the workflow's ``gpu`` resource, so that a
         machine's GPU is shared by as many training jobs as its profile allows, never by all of them."""

@@ -17,7 +17,7 @@ from .claims import measures
 from .claims.common import MEASURE_COLUMNS
 from .claims.registry import get_claim
 from .ct.integrate import OdeOptions
-from .io import read_json, read_table, read_trajectory, write_json, write_table
+from .io import attach_vectors, read_json, read_table, read_trajectory, write_json, write_table
 from .train.shard import write_shard
 from .train.series import SeriesSpec
 
@@ -29,13 +29,17 @@ def load_plugins(plugins: Iterable[str] = ()) -> None:
     plugin_loader.load(list(plugins))
 
 
-def train(specs: list[dict[str, Any]], trajectory: str, meta: str) -> None:
-    write_shard([SeriesSpec.from_dict(s) for s in specs], trajectory, meta, log=log.info)
+def train(specs: list[dict[str, Any]], trajectory: str, meta: str, vectors: str | None = None) -> None:
+    write_shard([SeriesSpec.from_dict(s) for s in specs], trajectory, meta, log=log.info, vectors=vectors)
 
 
-def predict(claim_id: str, trajectory: str, meta: str, prediction: str, info: str, ode: dict[str, Any]) -> None:
-    columns, details = measures.predict_shard(claim_id, read_trajectory(trajectory), read_json(meta, ["series"]),
-                                              OdeOptions(**ode))
+def predict(claim_id: str, trajectory: str, meta: str, prediction: str, info: str, ode: dict[str, Any],
+            vectors: str | None = None) -> None:
+    """``vectors``: the shard's vectors file, where its series set their path vectors apart."""
+    traj = read_trajectory(trajectory)
+    if vectors is not None:
+        traj = attach_vectors(traj, vectors)
+    columns, details = measures.predict_shard(claim_id, traj, read_json(meta, ["series"]), OdeOptions(**ode))
     write_table(prediction, columns)
     write_json(info, details)
 

@@ -5,18 +5,21 @@ knows (registered problems, methods, claims and problem options) and expands the
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
 import torch
 
 from .claims.claim import REQUIREMENTS
+from .claims.common import VECTOR_MAX_DIM
 from .claims.registry import CLAIMS
 from .errors import ConfigError, unknown_name
 from .optim import EnsembleKalmanInversion, check_hyperparameters, resolve_method
 from .optim.annealed import AnnealedSGD, MatrixMomentum
 from .problems import PROBLEMS, check_problem_options, make_problem
 from .train.series import SPARSE_VECTOR_RECORDS, STACKED_ENGINES, SeriesSpec, check_engine
+from .train.shard import problem_dimension
 from .train.stacked import check_forward
 
 SERIES_COLUMNS = ["experiment", "method", "lam", "seed"]
@@ -243,6 +246,16 @@ def reads_path_vectors(exp: dict[str, Any]) -> bool:
     return any(CLAIMS[c].path_vectors for c in exp["claims"])
 
 
+def vectors_apart(exp: dict[str, Any]) -> bool:
+    """Whether the experiment's path vectors go to a temporary file that only its prediction jobs read: they are a
+    network's (more than ``VECTOR_MAX_DIM`` dimensions, where the predictions keep per-step distances instead of
+    predicted vectors) and no claim's measure reads them (``Claim.measure_vectors``). They are most of a network
+    experiment's trajectories, and the measures need only what the predictions make of them."""
+    if not reads_path_vectors(exp) or any(CLAIMS[c].measure_vectors for c in exp["claims"]):
+        return False
+    return problem_dimension(exp["problem"], json.dumps(exp.get("problem_options", {}), sort_keys=True)) > VECTOR_MAX_DIM
+
+
 def velocity_steps(exp: dict[str, Any]) -> int | None:
     """``dense_steps`` where the experiment's runs keep their velocities in the dense head only (they keep vectors
     along the path and no claim reads velocities beyond the head), else ``None``."""
@@ -259,6 +272,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
     out = []
     for name, exp in config["experiments"].items():
         path_vectors = reads_path_vectors(exp)
+        apart = vectors_apart(exp)
         for method in method_labels(exp, f"experiments.{name}"):
             for lam in exp["lam"]:
                 for seed in seed_list(exp):
@@ -276,6 +290,7 @@ def expand_series(config: dict[str, Any], validate: bool = True) -> list[SeriesS
                         dtype=exp.get("dtype", "float64"), device=exp.get("device", "auto"),
                         vector_records=None if path_vectors else SPARSE_VECTOR_RECORDS,
                         velocity_steps=velocity_steps(exp),
+                        vectors_apart=apart,
                     ))
     return out
 

@@ -78,6 +78,15 @@ def get_train_mem_mb(wildcards):
     return max(2000, estimate_memory_mb(list(shard_rows(wildcards)["spec"])))
 
 
+def get_predict_inputs(wildcards):
+    """The shard's trajectory and metadata, and its vectors file where its series set their vectors apart."""
+    run = f"results/runs/{shard_dir(wildcards.experiment, wildcards.shard)}"
+    inputs = dict(trajectory=f"{run}/trajectory.parquet", meta=f"{run}/meta.json")
+    if PLAN.vectors_apart(wildcards.experiment):
+        inputs["vectors"] = f"{run}/vectors.parquet"
+    return inputs
+
+
 def get_measure_inputs(wildcards):
     pairs = [shard_dir(e, s) for e, s in shards_of_claim(wildcards.claim)]
     inputs = dict(

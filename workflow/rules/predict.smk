@@ -1,7 +1,6 @@
 rule predict_shard:
     input:
-        trajectory=f"results/runs/{SHARDS.wildcard_pattern}/trajectory.parquet",
-        meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json",
+        unpack(get_predict_inputs),
     output:
         prediction=f"results/predictions/{{claim}}/{SHARDS.wildcard_pattern}.parquet",
         info=f"results/predictions/{{claim}}/{SHARDS.wildcard_pattern}.json",

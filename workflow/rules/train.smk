@@ -2,6 +2,8 @@ rule train_shard:
     output:
         trajectory=f"results/runs/{SHARDS.wildcard_pattern}/trajectory.parquet",
         meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json",
+        # a network's path vectors, for its prediction jobs only (empty where the trajectory keeps them)
+        vectors=temp(f"results/runs/{SHARDS.wildcard_pattern}/vectors.parquet"),
     params:
         specs=get_shard_specs,
         plugins=PLUGINS,

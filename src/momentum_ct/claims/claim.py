@@ -156,6 +156,10 @@ class Claim:
         path_velocity: whether the claim reads the recorded velocities (``m``, the vectors after ``x``) beyond an
             experiment's dense head (``dense_steps``); where no claim of an experiment does, its runs keep them only
             there (K3 compares velocities with the slow manifold in the dense head only).
+        measure_vectors: whether the measure reads recorded vectors itself, beyond what its prediction stores (the
+            per-step distances ``err``). Where no claim of an experiment does, a network's path vectors (above
+            ``VECTOR_MAX_DIM`` dimensions) are set apart for the prediction jobs only (``SeriesSpec.vectors_apart``);
+            the default keeps them, so a plug-in claim whose measure reads them works unchanged.
     """
 
     id: str
@@ -173,6 +177,7 @@ class Claim:
     figures: dict[str, Figure] = field(default_factory=dict)
     path_vectors: bool = True
     path_velocity: bool = False
+    measure_vectors: bool = True
     prediction_columns: tuple[str, ...] = ("kind", "t")
 
     def __post_init__(self):

@@ -14,6 +14,7 @@ BUILTIN: tuple[Claim, ...] = (
     Claim(
         id="K1",
         prediction_columns=("kind", "t", "err"),  # per-step distances (claims/common.py)
+        measure_vectors=False,  # the prediction's distances, not the vectors
         statement="HB and NAG with (h, lam) follow the time-rescaled gradient flow dx/dt = -grad f / (1 - lam) "
                   "as h -> 0, like GD with learning rate h / (1 - lam).",
         source="Kovachki & Stuart, JMLR 22(17) 2021, first result (SCIENCE.md 1.2)",
@@ -44,6 +45,7 @@ BUILTIN: tuple[Claim, ...] = (
     Claim(
         id="K2",
         prediction_columns=("kind", "t", "err"),  # per-step distances (claims/common.py)
+        measure_vectors=False,  # the prediction's distances, not the vectors
         statement="For fixed small h, HB and NAG follow the second-order modified equation "
                   "alpha x'' + x' = -grad f / (1 - lam), x'(0) = 0, which carries the initial transient that the "
                   "first-order flow of K1 lacks, with alpha_HB = h (1 + lam)/(2 (1 - lam)) and "
@@ -101,6 +103,7 @@ BUILTIN: tuple[Claim, ...] = (
     Claim(
         id="K3",
         prediction_columns=("kind", "t", "err"),  # per-step distances (claims/common.py)
+        measure_vectors=False,  # the distances; the phase portrait's vectors are a plane's (never set apart)
         statement="In (x, m) variables the velocity m_k relaxes geometrically, by about lam per step, onto an "
                   "invariant manifold m = -grad f/(1 - lam) + O(h); on it the iterates follow the gradient flow of "
                   "the modified loss F_h = f + h [(1 + lam) - 2a(1 - lam)] / (4 (1 - lam)^2) |grad f|^2 to O(h^2).",

@@ -65,6 +65,10 @@ class SeriesSpec:
     # None: the vectors other than x (the velocity m) wherever x is kept; n: only at the records with step < n (the
     # dense head, where K3 compares velocities), empty elsewhere
     velocity_steps: int | None = None
+    # True: the path vectors go to the shard's vectors file, which only the prediction jobs read and the workflow
+    # deletes after them (a network's vectors, where no claim's measure reads them: ``sweep.vectors_apart``); the
+    # trajectory keeps the loss and metrics, with empty vectors
+    vectors_apart: bool = False
 
     def steps_for(self, h: float) -> int:
         """Steps of the run with learning rate ``h``: ``samples`` where set, else enough to reach ``t_max``."""
@@ -158,7 +162,7 @@ def series_output(spec: SeriesSpec, problem: Problem, runs: list[dict[str, Any]]
         entries.append(entry | dict(columns=dict(columns), n_steps=run["n_steps"],
                                     diverged=rec.diverged_at is not None, diverged_at_step=rec.diverged_at))
     meta = dict(spec=spec.as_dict(), dim=problem.dim, problem_options=problem.options, runs=entries,
-                x_kind="full" if spec.vector_records is None else "sparse",
+                x_kind="apart" if spec.vectors_apart else "full" if spec.vector_records is None else "sparse",
                 m_kind="dense_head" if spec.velocity_steps is not None else "as_x", dtype=spec.dtype, device=device,
                 torch_version=torch.__version__)
     return concat_columns(parts), meta

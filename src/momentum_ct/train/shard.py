@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..io import concat_columns, write_json, write_table
 from ..problems import make_problem
 from .schedule import n_recorded
@@ -36,14 +38,29 @@ def run_shard(specs: list[SeriesSpec], log: Callable[[str], None] = print) -> tu
 
 
 def write_shard(specs: list[SeriesSpec], trajectory: str | Path, meta: str | Path,
-                log: Callable[[str], None] = print) -> None:
+                log: Callable[[str], None] = print, vectors: str | Path | None = None) -> None:
+    """Train the shard and write its trajectory and metadata, and with ``vectors`` its vectors file: the path
+    vectors where the series set them apart (``SeriesSpec.vectors_apart``; the trajectory then holds empty ones),
+    else a table without rows."""
     columns, metadata = run_shard(specs, log)
+    if vectors is not None:
+        write_table(vectors, set_apart(columns) if all(s.vectors_apart for s in specs) else {})
     write_table(trajectory, columns)
     write_json(meta, metadata)
 
 
+def set_apart(columns: dict) -> dict:
+    """The vector columns of ``columns`` (lists of arrays), left in it as empty vectors: the same rows in both."""
+    apart = {}
+    for name, values in columns.items():
+        if isinstance(values, list) and values and isinstance(values[0], np.ndarray):
+            apart[name], columns[name] = values, [v[:0] for v in values]
+    return apart
+
+
 @functools.lru_cache(maxsize=None)
-def _dimension(problem: str, options: str) -> int:
+def problem_dimension(problem: str, options: str) -> int:
+    """The parameter count of a problem with its options (a JSON text, so that calls are cached)."""
     return make_problem(problem, **json.loads(options)).dim
 
 
@@ -53,7 +70,7 @@ def estimate_memory_mb(specs: list[SeriesSpec]) -> int:
     network runs record gigabytes; a scheduler needs to know."""
     row_bytes = 0
     for spec in specs:
-        dim = _dimension(spec.problem, json.dumps(spec.problem_options, sort_keys=True))
+        dim = problem_dimension(spec.problem, json.dumps(spec.problem_options, sort_keys=True))
         rows = sum(n_recorded(spec.steps_for(h), spec.n_records, spec.dense_steps) for h in spec.h)
         row_bytes += rows * 2 * 8 * dim
     return BASE_MEMORY_MB + int(3 * row_bytes / 2**20)
