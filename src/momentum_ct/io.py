@@ -28,10 +28,15 @@ class SchemaError(ValueError):
 REBUILD = "delete it and rerun the pipeline (make replicate) to rebuild it"
 
 
+def is_vector_column(values) -> bool:
+    """Whether a column holds one vector per row (written as ``list<double>``)."""
+    return len(values) > 0 and isinstance(values[0], np.ndarray)
+
+
 def _to_arrow(columns: dict[str, Any]) -> pa.Table:
     arrays = {}
     for name, values in columns.items():
-        if len(values) and isinstance(values[0], np.ndarray):
+        if is_vector_column(values):
             arrays[name] = pa.array([np.asarray(v, dtype=np.float64) for v in values], type=pa.list_(pa.float64()))
         else:
             arrays[name] = pa.array(np.asarray(values))

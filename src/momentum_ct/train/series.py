@@ -65,9 +65,9 @@ class SeriesSpec:
     # None: the vectors other than x (the velocity m) wherever x is kept; n: only at the records with step < n (the
     # dense head, where K3 compares velocities), empty elsewhere
     velocity_steps: int | None = None
-    # True: the path vectors go to the shard's vectors file, which only the prediction jobs read and the workflow
-    # deletes after them (a network's vectors, where no claim's measure reads them: ``sweep.vectors_apart``); the
-    # trajectory keeps the loss and metrics, with empty vectors
+    # True: the path vectors go to the shard's vectors file, which only the predictions read (a network's vectors,
+    # where no claim's measure reads them: ``sweep.vectors_apart``); the trajectory keeps the loss and metrics, with
+    # empty vectors
     vectors_apart: bool = False
 
     def steps_for(self, h: float) -> int:

@@ -12,9 +12,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from ..io import concat_columns, write_json, write_table
+from ..io import concat_columns, is_vector_column, write_json, write_table
 from ..problems import make_problem
 from .schedule import n_recorded
 from .series import STACKED_ENGINES, SeriesSpec, run_series, run_series_stacked
@@ -53,7 +51,7 @@ def set_apart(columns: dict) -> dict:
     """The vector columns of ``columns`` (lists of arrays), left in it as empty vectors: the same rows in both."""
     apart = {}
     for name, values in columns.items():
-        if isinstance(values, list) and values and isinstance(values[0], np.ndarray):
+        if is_vector_column(values):
             apart[name], columns[name] = values, [v[:0] for v in values]
     return apart
 
