@@ -36,7 +36,7 @@ def child(args: argparse.Namespace) -> None:
 
     shard = os.path.join(args.results, "runs", f"experiment~{args.experiment}", "shard~0")
     traj = read_trajectory(os.path.join(shard, "trajectory.parquet"))
-    meta = read_json(os.path.join(shard, "meta.json"), ["series"])
+    meta = read_json(os.path.join(shard, "meta.json.gz"), ["series"])
     start = time.perf_counter()
     columns, info = measures.predict_shard(args.claim, traj, meta, OdeOptions())
     seconds = time.perf_counter() - start

@@ -123,13 +123,13 @@ def test_killed_run_resumes_to_byte_identical_outputs(resumed_run, finished_run)
     # first in the module, resumed run first: it needs no reference, so it goes on while another module's
     # worker makes the shared one (ci_run)
     files, finished = result_files(resumed_run), result_files(finished_run)
-    # what --until train_shard makes: every shard's trajectory and meta.json, and its vectors file, a temporary
+    # what --until train_shard makes: every shard's trajectory and metadata, and its vectors file, a temporary
     # output that a partial run leaves for the jobs after it
-    expected = {f"{s}/{f}" for s in expected_shards() for f in ("trajectory.parquet", "meta.json")}
+    expected = {f"{s}/{f}" for s in expected_shards() for f in ("trajectory.parquet", "meta.json.gz")}
     vectors = {f"{s}/vectors.parquet" for s in expected_shards()}
     assert files.keys() == expected | vectors, sorted(files.keys() ^ (expected | vectors))
     assert_identical({n: files[n] for n in expected}, {n: finished[n] for n in expected},
-                     "every trajectory and meta.json")
+                     "every trajectory and metadata file")
 
 
 def test_end_to_end_outputs(finished_run):
@@ -154,7 +154,7 @@ def test_end_to_end_outputs(finished_run):
         data = (results / "figures" / figure).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000, figure
     for shard in expected_shards():
-        assert (results / shard / "trajectory.parquet").exists() and (results / shard / "meta.json").exists()
+        assert (results / shard / "trajectory.parquet").exists() and (results / shard / "meta.json.gz").exists()
 
 
 def test_network_vectors_are_set_apart_for_the_predictions_and_deleted(finished_run):
@@ -205,9 +205,9 @@ def test_lint_is_clean(snakemake, tmp_path):
 # A file of each stage before the verdict, and the rule that rebuilds it; none depends on another (other
 # experiments, other claims), so each is planned again only because it is missing.
 VICTIMS = {
-    "runs/experiment~k1_toy2d/shard~0/meta.json": "train_shard",
+    "runs/experiment~k1_toy2d/shard~0/meta.json.gz": "train_shard",
     "predictions/K2/experiment~k1_quadratic/shard~0.parquet": "predict_shard",
-    "measures/K4_points.csv": "measure_claim",
+    "measures/K4_points.csv.gz": "measure_claim",
 }
 
 

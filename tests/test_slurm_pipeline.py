@@ -36,6 +36,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from momentum_ct.io import read_json
+
 try:
     from slurm_cluster import SnakemakeRun
 except ImportError:  # tests/ imported as a package
@@ -232,7 +234,7 @@ def test_pipeline_on_cluster_equals_local_run(runs, reference, cluster):
     # Grouping, each group job submitted once (the cancelled one twice): one sweep job per shard (with
     # its predictions), one claim job per measure, and the verdict.
     shards = sum(name.endswith("trajectory.parquet") for name in reference)
-    claims = sum(name.startswith("measures/") and not name.endswith("_points.csv") for name in reference)
+    claims = sum(name.startswith("measures/") and not name.endswith("_points.csv.gz") for name in reference)
     assert len(slurm_logs(run.workdir, "sweep")) == shards + 1
     assert len(slurm_logs(run.workdir, "claim")) == claims
     assert len(list((run.workdir / ".snakemake" / "slurm_logs").glob("rule_judge_claims/*.log"))) == 1
@@ -313,5 +315,5 @@ def test_time_limit_overrun_is_reported_and_retried_with_more_time(runs, cluster
     restart = out.index("Trying to restart job", failure)
     assert re.search(r"runtime=3\b", out[restart:]) and "1 of 1 steps (100%) done" in out[restart:]
     assert cluster.job_states()[second.stem] == "COMPLETED"
-    meta = yaml.safe_load((run.workdir / TIMEOUT_TARGET).with_name("meta.json").read_text())
+    meta = read_json((run.workdir / TIMEOUT_TARGET).with_name("meta.json.gz"))
     assert [r["diverged"] for series in meta["series"] for r in series["runs"]] == [False, False, False]

@@ -121,7 +121,7 @@ def test_diverging_run_is_recorded_where_it_diverged_and_poisons_nothing():
     assert ref_bad.diverged_at is not None and ref_bad.diverged_at < bad.n_steps
     assert_same_rows(ref_bad, mixed[1], "diverging run")
     last = mixed[1].rows[-1]
-    assert last["step"] == ref_bad.diverged_at and last["loss"] == np.inf and last["grad_norm"] == np.inf
+    assert last["step"] == ref_bad.diverged_at and last["loss"] == np.inf and last["sq_dist"] == np.inf
     for a, b in zip(alone, (mixed[0], mixed[2])):
         assert_same_rows(a, b, "stable run beside a diverging one")
         assert all(np.isfinite(r["loss"]) for r in b.rows)
@@ -431,19 +431,19 @@ def test_recorder_blocks_give_the_rows_one_by_one_would():
     problem = make_problem("quadratic", dim=3)
     gen = np.random.default_rng(0)
     steps, xs = np.array([0, 2, 5, 9]), gen.normal(size=(4, 3))
-    metrics = {"loss": gen.normal(size=4), "grad_norm": gen.normal(size=4), "sq_dist": gen.normal(size=4)}
+    metrics = {"loss": gen.normal(size=4), "test_loss": gen.normal(size=4), "sq_dist": gen.normal(size=4)}
     one, blocks = TrajectoryRecorder(problem, 0.3), TrajectoryRecorder(problem, 0.3)
     for j, k in enumerate(steps.tolist()):
         one.append(k, {n: float(v[j]) for n, v in metrics.items()}, {"x": xs[j]})
     one.append(11, None, {"x": xs[0] * 1e9})
     blocks.extend(steps[:1], {n: v[:1] for n, v in metrics.items()}, {"x": xs[:1]})
-    blocks.extend(steps[1:], {n: v[1:] for n, v in metrics.items() if n != "sq_dist"}, {"x": xs[1:]})
+    blocks.extend(steps[1:], {n: v[1:] for n, v in metrics.items() if n != "test_loss"}, {"x": xs[1:]})
     blocks.append(11, None, {"x": xs[0] * 1e9})
     a, b = one.columns(), blocks.columns()
-    assert list(a) == list(b) == ["step", "t", "loss", "grad_norm", "sq_dist", "x"]
-    for name in ("step", "t", "loss", "grad_norm"):
+    assert list(a) == list(b) == ["step", "t", "loss", "test_loss", "sq_dist", "x"]
+    for name in ("step", "t", "loss", "sq_dist"):
         assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
-    assert np.array_equal(b["sq_dist"], [metrics["sq_dist"][0], np.nan, np.nan, np.nan, np.inf], equal_nan=True)
+    assert np.array_equal(b["test_loss"], [metrics["test_loss"][0], np.nan, np.nan, np.nan, np.nan], equal_nan=True)
     assert np.array_equal(np.stack(a["x"]), np.stack(b["x"])) and blocks.diverged_at == one.diverged_at == 11
     assert b["t"][2] == 5 * 0.3 and one.rows[-1]["loss"] == np.inf
     # the table of several parts: arrays stay arrays with the dtype a list of their values would get

@@ -6,6 +6,7 @@ the CPU gives byte-identical files. Readers check the columns they rely on.
 """
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 
 VECTOR_COLUMNS = ("x", "m")
 # ``m`` is the heavy-ball family's record, not every method's (``Method.records``: ``x`` always)
-TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "grad_norm", "x")
+TRAJECTORY_COLUMNS = ("h", "step", "t", "loss", "x")
 
 
 class SchemaError(ValueError):
@@ -112,13 +113,25 @@ def stack(series: pd.Series) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float64) for v in series])
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
+def write_text(path: str | Path, text: str) -> None:
+    """Write under a temporary name and rename, so an interrupted stage never leaves a half file; gzip-compressed
+    where the name ends in ``.gz`` (no timestamp in the header: the same text gives the same bytes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    # compact: a shard of thousands of series has megabytes of metadata, a third of it indentation
-    tmp.write_text(json.dumps(data, sort_keys=True, separators=(",", ":"), default=_jsonable) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    data = text.encode()
+    tmp.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     tmp.replace(path)
+
+
+def read_text(path: str | Path) -> str:
+    path = Path(path)
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    # compact: a shard of thousands of series has megabytes of metadata, a third of it indentation
+    write_text(path, json.dumps(data, sort_keys=True, separators=(",", ":"), default=_jsonable) + "\n")
 
 
 def read_json(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
@@ -126,8 +139,8 @@ def read_json(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"missing input file {path}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+        data = json.loads(read_text(path))
+    except (OSError, ValueError, EOFError) as err:
         raise SchemaError(f"{path} cannot be read ({err}); {REBUILD}") from None
     missing = [k for k in required if k not in data]
     if missing:

@@ -17,7 +17,7 @@ from .claims import measures
 from .claims.common import MEASURE_COLUMNS
 from .claims.registry import get_claim
 from .ct.integrate import OdeOptions
-from .io import attach_vectors, read_json, read_table, read_trajectory, write_json, write_table
+from .io import attach_vectors, read_json, read_table, read_trajectory, write_json, write_table, write_text
 from .train.shard import write_shard
 from .train.series import SeriesSpec
 
@@ -69,7 +69,7 @@ def judge(fits: Iterable[str], claims_csv: str, claims_md: str) -> None:
     table = pd.concat([_read_fits(f) for f in fits], ignore_index=True)
     claims = judge_mod.judge(table)
     _write_csv(claims, claims_csv)
-    _write_text(judge_mod.to_markdown(claims), claims_md)
+    write_text(claims_md, judge_mod.to_markdown(claims))
 
 
 def draw_all(claim_id: str, fits: str, points: str, trajectories: dict[str, list[str]], out_dir: str) -> None:
@@ -119,14 +119,5 @@ def _nothing_to_draw(inputs: dict[str, Any]) -> str | None:
     return None
 
 
-def _write_text(text: str, path: str) -> None:
-    """Write under a temporary name and rename: an interrupted stage never leaves a half file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(target)
-
-
 def _write_csv(table: pd.DataFrame, path: str) -> None:
-    _write_text(table.to_csv(index=False), path)
+    write_text(path, table.to_csv(index=False))

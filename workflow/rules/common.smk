@@ -81,7 +81,7 @@ def get_train_mem_mb(wildcards):
 def get_predict_inputs(wildcards):
     """The shard's trajectory and metadata, and its vectors file where its series set their vectors apart."""
     run = f"results/runs/{shard_dir(wildcards.experiment, wildcards.shard)}"
-    inputs = dict(trajectory=f"{run}/trajectory.parquet", meta=f"{run}/meta.json")
+    inputs = dict(trajectory=f"{run}/trajectory.parquet", meta=f"{run}/meta.json.gz")
     if PLAN.vectors_apart(wildcards.experiment):
         inputs["vectors"] = f"{run}/vectors.parquet"
     return inputs
@@ -91,7 +91,7 @@ def get_measure_inputs(wildcards):
     pairs = [shard_dir(e, s) for e, s in shards_of_claim(wildcards.claim)]
     inputs = dict(
         trajectories=[f"results/runs/{p}/trajectory.parquet" for p in pairs],
-        metas=[f"results/runs/{p}/meta.json" for p in pairs],
+        metas=[f"results/runs/{p}/meta.json.gz" for p in pairs],
     )
     if wildcards.claim in PREDICTED_CLAIMS:
         inputs["predictions"] = [f"results/predictions/{wildcards.claim}/{p}.parquet" for p in pairs]
@@ -117,8 +117,8 @@ def get_figure_trajectories(wildcards):
 
 def get_draw_inputs(wildcards):
     files = [f for fs in get_figure_trajectories(wildcards).values() for f in fs]
-    return dict(fits=f"results/measures/{wildcards.claim}.csv", points=f"results/measures/{wildcards.claim}_points.csv",
-                trajectories=files)
+    measures = f"results/measures/{wildcards.claim}"
+    return dict(fits=f"{measures}.csv", points=f"{measures}_points.csv.gz", trajectories=files)
 
 
 # Fingerprints of the package code (and plug-ins) each job runs: editing it reruns the job.
@@ -148,9 +148,10 @@ def get_final_outputs():
     one folder, drawn by one job: deleting the folder draws them again."""
     outputs = ["results/claims.csv", "results/claims.md"]
     for e, s in SHARDS.itertuples(index=False):
-        outputs += [f"results/runs/{shard_dir(e, s)}/trajectory.parquet", f"results/runs/{shard_dir(e, s)}/meta.json"]
+        run = f"results/runs/{shard_dir(e, s)}"
+        outputs += [f"{run}/trajectory.parquet", f"{run}/meta.json.gz"]
     for c in CLAIMS:
-        outputs += [f"results/measures/{c}.csv", f"results/measures/{c}_points.csv"]
+        outputs += [f"results/measures/{c}.csv", f"results/measures/{c}_points.csv.gz"]
         for e, s in shards_of_claim(c):
             if c in PREDICTED_CLAIMS:
                 outputs += [f"results/predictions/{c}/{shard_dir(e, s)}.parquet",

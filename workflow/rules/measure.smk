@@ -3,7 +3,7 @@ rule measure_claim:
         unpack(get_measure_inputs),
     output:
         fits="results/measures/{claim}.csv",
-        points="results/measures/{claim}_points.csv",
+        points="results/measures/{claim}_points.csv.gz",
     params:
         options=measure_options(),
         plugins=PLUGINS,

@@ -1,7 +1,7 @@
 rule train_shard:
     output:
         trajectory=f"results/runs/{SHARDS.wildcard_pattern}/trajectory.parquet",
-        meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json",
+        meta=f"results/runs/{SHARDS.wildcard_pattern}/meta.json.gz",
         # a network's path vectors, for its prediction jobs only (empty where the trajectory keeps them)
         vectors=temp(f"results/runs/{SHARDS.wildcard_pattern}/vectors.parquet"),
     params:

@@ -36,12 +36,13 @@ def metric_arrays(metrics: dict[str, Tensor]) -> dict[str, np.ndarray]:
 
 
 class TrajectoryRecorder:
-    """Rows ``step, t, loss, [test_loss, test_accuracy], grad_norm, [sq_dist], x, m`` of one run.
+    """Rows ``step, t, loss, [test_loss, test_accuracy], grad_norm | sq_dist, x, m`` of one run.
 
     The vectors are the method's records (``Method.record``): for the heavy-ball family ``x`` is the
     recurrence's ``x_k`` (never a look-ahead point) and ``m = (x_k - x_{k-1}) / step_size`` its velocity.
     Metrics are evaluated at ``x``; ``t = k h`` uses the nominal learning rate ``h`` of the run. ``sq_dist``
-    (problems with a known minimiser ``w*``) is ``|x - w*|^2``: measures of the distance need no vector then.
+    (problems with a known minimiser ``w*``) is ``|x - w*|^2``: measures of the distance need no vector then, and it
+    stands in for the full-data gradient norm ``grad_norm`` (recorded for the other problems), which no measure reads.
     """
 
     def __init__(self, problem: Problem, h: float):
@@ -60,20 +61,19 @@ class TrajectoryRecorder:
         if not has_diverged(x, self.threshold):
             with torch.no_grad():
                 metrics = self.problem.evaluate(x)
-                metrics["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))
-                if self.problem.minimiser is not None:
+                if self.problem.minimiser is None:
+                    metrics["grad_norm"] = float(torch.linalg.vector_norm(self.problem.full_grad(x)))
+                else:
                     metrics["sq_dist"] = float(((x - self.problem.minimiser) ** 2).sum())
         self.append(k, metrics, {name: v.detach().to(torch.float64).cpu().numpy().copy() for name, v in values.items()})
 
     def append(self, k: int, metrics: dict[str, float] | None, vectors: Mapping[str, np.ndarray]) -> None:
         """Add the row of step ``k`` from values computed elsewhere. ``metrics``: ``loss``, [``test_loss``,
-        ``test_accuracy``,] ``grad_norm``, [``sq_dist``] in that order, or ``None`` for a diverged iterate;
+        ``test_accuracy``,] ``grad_norm`` or ``sq_dist`` in that order, or ``None`` for a diverged iterate;
         ``vectors``: the method's records, ``x`` first."""
         if metrics is None:
             self.diverged_at = int(k)
-            metrics = dict(loss=math.inf, grad_norm=math.inf)
-            if self.problem.minimiser is not None:
-                metrics["sq_dist"] = math.inf
+            metrics = dict(loss=math.inf, **{"grad_norm" if self.problem.minimiser is None else "sq_dist": math.inf})
         self.extend(np.array([int(k)]), {name: np.array([v]) for name, v in metrics.items()},
                     {name: [v] for name, v in vectors.items()})
 

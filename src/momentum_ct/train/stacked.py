@@ -307,19 +307,22 @@ class _Evaluator:
         return hv.detach()
 
     def metrics(self, xs: Tensor) -> dict[str, Tensor]:
-        """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] ``grad_norm`` on the full data, [``sq_dist``,] in
-        that order (the order of ``Problem.evaluate``, the gradient norm, the squared distance from a known
-        minimiser, as ``TrajectoryRecorder.record``)."""
+        """Per-run ``loss``, [``test_loss``, ``test_accuracy``,] and on the full data ``grad_norm`` or, for a problem
+        with a known minimiser, ``sq_dist`` instead, in that order (``TrajectoryRecorder``)."""
         p = self.problem
-        parts = [self._value_and_grad(x, d, False) for x, d in self._chunks(xs, p.train_data, False)]
-        out = {"loss": torch.cat([v for v, _ in parts])}
+        loss_fn = self._vmapped[False][0] if self.stacked is None else self.stacked
+        if p.minimiser is None:
+            parts = [self._value_and_grad(x, d, False) for x, d in self._chunks(xs, p.train_data, False)]
+            out = {"loss": torch.cat([v for v, _ in parts])}
+        else:  # the loss alone: no gradient is recorded
+            out = {"loss": self._over_chunks(loss_fn, xs, p.train_data, False)}
         if p.test_data:
-            loss_fn = self._vmapped[False][0] if self.stacked is None else self.stacked
             out["test_loss"] = self._over_chunks(loss_fn, xs, p.test_data, False)
             if p.accuracy is not None:
                 out["test_accuracy"] = self._over_chunks(self._accuracy, xs, p.test_data, False)
-        out["grad_norm"] = torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)
-        if p.minimiser is not None:
+        if p.minimiser is None:
+            out["grad_norm"] = torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)
+        else:
             out["sq_dist"] = ((xs - p.minimiser) ** 2).sum(1)
         return out
 
