@@ -198,8 +198,11 @@ class EnsembleKalmanInversion(Method):
         system = h3 * s
         system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        # a factor that broke down is not inverted (the caller marks the run diverged); no host sync for the check
-        chol = torch.where((info != 0).view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
+        # a factor that broke down is not inverted (the caller marks the run diverged); the check reads one flag per
+        # run on the host, as the caller does next, instead of rewriting every factor with a select
+        failed = info != 0
+        if bool(failed.any()):
+            chol = torch.where(failed.view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
         k_inv = torch.cholesky_inverse(chol)
         base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)  # mean - h dU^T K^-1 c
         coef = k_inv
