@@ -7,7 +7,9 @@ Each (claim, training job) of ``--results`` (a folder that ``make replicate`` wr
 Snakemake job predicts it (``stages``' ``measures.predict_shard``, one torch thread), in a fresh child process
 per timing, alternately by the base revision's package (``git worktree`` of ``--base`` in a temporary folder,
 put first on ``PYTHONPATH``) and by this checkout's; the best of ``--repeats`` each. Printed: both times, their
-ratio, and whether the two predictions are equal bit for bit (every column and the info).
+ratio, and whether the two predictions are equal bit for bit (every column and the info). An experiment whose
+network vectors are set apart for its predictions (``vectors.parquet``, a temporary file) needs a run that kept them:
+``snakemake ... --notemp``.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ ROOT = os.path.dirname(HERE)
 
 
 def child(args: argparse.Namespace) -> None:
+    import gzip
     import pickle
     import time
 
@@ -32,11 +35,21 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     from momentum_ct.claims import measures
     from momentum_ct.ct.integrate import OdeOptions
-    from momentum_ct.io import read_json, read_trajectory
+    from momentum_ct.io import read_table
 
+    # read as any revision's package can: the base revision's readers may predate the files' present format
     shard = os.path.join(args.results, "runs", f"experiment~{args.experiment}", "shard~0")
-    traj = read_trajectory(os.path.join(shard, "trajectory.parquet"))
-    meta = read_json(os.path.join(shard, "meta.json.gz"), ["series"])
+    traj = read_table(os.path.join(shard, "trajectory.parquet"))
+    vectors = os.path.join(shard, "vectors.parquet")
+    if os.path.exists(vectors):  # a network's path vectors, kept by a run with --notemp
+        apart = read_table(vectors)
+        traj = traj.assign(**{name: apart[name].to_numpy() for name in apart.columns}) if len(apart) else traj
+    packed = os.path.join(shard, "meta.json.gz")
+    meta = json.loads(gzip.decompress(open(packed, "rb").read()) if os.path.exists(packed)
+                      else open(os.path.join(shard, "meta.json")).read())
+    if any(s.get("x_kind") == "apart" for s in meta["series"]) and not len(traj["x"].iloc[0]):
+        sys.exit(f"{shard}: its path vectors were set apart and deleted after its predictions; "
+                 "make the run with `snakemake ... --notemp` to keep them")
     start = time.perf_counter()
     columns, info = measures.predict_shard(args.claim, traj, meta, OdeOptions())
     seconds = time.perf_counter() - start
@@ -51,8 +64,10 @@ def timed(claim: str, experiment: str, results: str, source: str | None, out: st
         env["PYTHONPATH"] = os.path.join(source, "src") + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, __file__, "--child", "--claim", claim, "--experiment", experiment, "--results", results,
            "--out", out]
-    text = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(text.strip().splitlines()[-1])["seconds"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"{claim} {experiment} ({source or 'this checkout'}): {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def equal(a: str, b: str) -> bool:

@@ -313,3 +313,24 @@ def test_predict_stage_names_a_missing_trajectory(tmp_path):
         stages.predict("K1", str(missing), str(tmp_path / "meta.json"), str(tmp_path / "p.parquet"),
                        str(tmp_path / "p.json"), {})
     assert not (tmp_path / "p.parquet").exists()
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: b[:10] + b"\x00" * 8 + b[18:]],
+                         ids=["cut short", "corrupt body"])
+def test_compressed_metadata_is_deterministic_and_a_damaged_file_is_named(tmp_path, damage):
+    import gzip
+
+    from momentum_ct.io import SchemaError, read_json, write_json
+
+    data = {"series": [{"runs": [{"h": 0.1, "diverged": False}] * 50, "spec": {"seed": s}} for s in range(20)]}
+    first, second = tmp_path / "a" / "meta.json.gz", tmp_path / "b" / "meta.json.gz"
+    write_json(first, data)
+    write_json(second, data)
+    raw = first.read_bytes()
+    # gzip without a timestamp: the same content gives the same bytes, so a rerun leaves the file unchanged
+    assert raw == second.read_bytes() and gzip.decompress(raw).startswith(b'{"series":')
+    assert read_json(first, ["series"]) == data
+    first.write_bytes(damage(raw))
+    with pytest.raises(SchemaError, match=r"meta\.json\.gz cannot be read .* delete it and rerun the pipeline") as err:
+        read_json(first, ["series"])
+    assert "\n" not in str(err.value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -140,7 +141,7 @@ def read_json(path: str | Path, required: Iterable[str] = ()) -> dict[str, Any]:
         raise FileNotFoundError(f"missing input file {path}")
     try:
         data = json.loads(read_text(path))
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zlib.error) as err:
         raise SchemaError(f"{path} cannot be read ({err}); {REBUILD}") from None
     missing = [k for k in required if k not in data]
     if missing:

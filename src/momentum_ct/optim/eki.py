@@ -198,8 +198,8 @@ class EnsembleKalmanInversion(Method):
         system = h3 * s
         system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        # a factor that broke down is not inverted (the caller marks the run diverged); the check reads one flag per
-        # run on the host, as the caller does next, instead of rewriting every factor with a select
+        # a factor that broke down is not inverted (the caller marks the run diverged); one flag for the stack is read
+        # on the host, as the caller does next, and only a stack with a failed factor is rewritten by a select
         failed = info != 0
         if bool(failed.any()):
             chol = torch.where(failed.view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
