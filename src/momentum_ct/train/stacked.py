@@ -314,17 +314,15 @@ class _Evaluator:
         if p.minimiser is None:
             parts = [self._value_and_grad(x, d, False) for x, d in self._chunks(xs, p.train_data, False)]
             out = {"loss": torch.cat([v for v, _ in parts])}
+            last = {"grad_norm": torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)}
         else:  # the loss alone: no gradient is recorded
             out = {"loss": self._over_chunks(loss_fn, xs, p.train_data, False)}
+            last = {"sq_dist": ((xs - p.minimiser) ** 2).sum(1)}
         if p.test_data:
             out["test_loss"] = self._over_chunks(loss_fn, xs, p.test_data, False)
             if p.accuracy is not None:
                 out["test_accuracy"] = self._over_chunks(self._accuracy, xs, p.test_data, False)
-        if p.minimiser is None:
-            out["grad_norm"] = torch.linalg.vector_norm(torch.cat([g for _, g in parts]), dim=1)
-        else:
-            out["sq_dist"] = ((xs - p.minimiser) ** 2).sum(1)
-        return out
+        return out | last
 
 
 class _StackOracle(Oracle):
