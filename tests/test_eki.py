@@ -94,16 +94,19 @@ def test_adaptive_step_uses_the_misfit_matrix():
 
 
 @pytest.mark.parametrize("adaptive", [0, 1])
-def test_both_spaces_give_the_same_increment(adaptive):
-    """The J-space (Woodbury) and the output-space forms, same draws of the perturbations."""
+@pytest.mark.parametrize("perturb", [0.0, 1.0])
+def test_both_spaces_give_the_same_increment(adaptive, perturb):
+    """The J-space (Woodbury: triangular solves without perturbations, the inverse with them) and the output-space
+    forms, same draws of the perturbations."""
     a, y = linear_problem(d=5, m=3, seed=4)
-    state = start({"J": 7, "spread": 1.0, "noise": 0.4, "perturb": 1.0, "adaptive": adaptive}, torch.ones(5, dtype=DT))
+    state = start({"J": 7, "spread": 1.0, "noise": 0.4, "perturb": perturb, "adaptive": adaptive},
+                  torch.ones(5, dtype=DT))
     u = state["u"]
     out = torch.sin(u @ a.T)
     du, dg = u - u.mean(1, keepdim=True), out - out.mean(1, keepdim=True)
-    base_j, coef_j, rows_j, h_j, _ = EKI._in_ensemble_space(state, 3, u.mean(1), du, dg, out.mean(1) - y)
+    base_j, moved_j, h_j, _ = EKI._in_ensemble_space(state, 3, u.mean(1), du, dg, out.mean(1) - y)
     coef_m, rows_m, h_m, _ = EKI._in_output_space(state, 3, du, dg, out - y)
-    by_j, by_m = base_j + coef_j @ rows_j - u, coef_m @ rows_m
+    by_j, by_m = base_j + moved_j - u, coef_m @ rows_m
     torch.testing.assert_close(h_j, h_m, rtol=1e-12, atol=0)
     torch.testing.assert_close(by_j, by_m, rtol=1e-10, atol=1e-12)
 

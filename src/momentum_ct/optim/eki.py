@@ -22,9 +22,11 @@ and ``h S K^{-1} = I - K^{-1}``, this is
 
     U <- 1 (mean - h dU^T K^{-1} c)^T + (K^{-1} + h P^T K^{-1}) dU:
 
-one inverse of the J x J factor instead of a solve with J right-hand sides, no J x J product without
-perturbations, and one J x J by J x dim product. With fewer outputs
-than members (m < J, few labels) and no Tikhonov block, ``(h C_GG + Gamma)`` itself (m x m) is solved.
+no J x J product without perturbations. ``K^{-1} dU`` then comes from two triangular solves with the Cholesky
+factor of ``K`` (``2 J^2 dim`` operations, as many as one product with the inverse, and no inverse formed), and
+the mean's shift from it (``dU^T K^{-1} c = (K^{-1} dU)^T c``, ``K`` symmetric). With perturbations the inverse
+of the factor is formed instead and one J x J by J x dim product applies ``K^{-1} + h P^T K^{-1}``. With fewer
+outputs than members (m < J, few labels) and no Tikhonov block, ``(h C_GG + Gamma)`` itself (m x m) is solved.
 Both forms give the same increments to round-off. Every increment is a combination of the rows of ``dU``
 (``C_uG = dU^T dG / J``), so the ensemble stays in the span of the initial ensemble.
 
@@ -169,17 +171,23 @@ class EnsembleKalmanInversion(Method):
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
             coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
-            base = u
+            base, moved = u, None
         else:
-            base, coef, rows, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
+            base, moved, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
-            coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
-        # base + coef @ rows in one call; the increment (J x dim per run) is never stored on its own
-        return {**state, "u": torch.baddbmm(base, coef, rows), "mean_prev": mean, "h_used": h}
+            if moved is None:
+                coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
+            else:
+                moved = torch.where(bad, torch.full_like(moved, float("nan")), moved)
+        # base + coef @ rows in one call, or base added in place to the moved deviations: no J x dim increment is
+        # stored on its own
+        new = torch.baddbmm(base, coef, rows) if moved is None else moved.add_(base)
+        return {**state, "u": new, "mean_prev": mean, "h_used": h}
 
     def _in_ensemble_space(self, state: State, k: int, mean: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
-        """The update in J-space (module docstring) as ``U <- base + coef @ dU``, base the new mean on every member.
+        """The update in J-space (module docstring) as ``U <- base + moved``: ``base`` the new mean on every member,
+        ``moved = (K^-1 + h P^T K^-1) dU`` (a fresh tensor, which the caller adds ``base`` to in place).
         On the centred members, not on ``U``: ``K^-1 U`` would carry the mean through ``K^-1 1 = 1``, exact only to
         round-off relative to the mean, which swamps the spread once the ensemble has collapsed (in float32 first)."""
         n_members = du.shape[1]
@@ -198,17 +206,23 @@ class EnsembleKalmanInversion(Method):
         system = h3 * s
         system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        # a factor that broke down is not inverted (the caller marks the run diverged); one flag for the stack is read
+        # a factor that broke down is not used (the caller marks the run diverged); one flag for the stack is read
         # on the host, as the caller does next, and only a stack with a failed factor is rewritten by a select
         failed = info != 0
         if bool(failed.any()):
             chol = torch.where(failed.view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
-        k_inv = torch.cholesky_inverse(chol)
-        base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)  # mean - h dU^T K^-1 c
-        coef = k_inv
-        if state["any_perturb"].any():  # + h P^T K^-1, the perturbed observations' share
+        if state["any_perturb"].any():  # the perturbed observations' share h P^T K^-1 dU, through the inverse
+            k_inv = torch.cholesky_inverse(chol)
             coef = k_inv + h3 * torch.bmm(self._perturbation(state, k, dg, du, h3).transpose(1, 2), k_inv)
-        return base, coef, du, h, info
+            base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)
+            return base, torch.bmm(coef, du), h, info
+        # K^-1 dU = (dU^T L^-T L^-1)^T: two triangular solves from the right on dU^T, as many operations as the product
+        # with an inverse and no inverse formed; the solution comes out laid out as dU, members by rows
+        moved_t = torch.linalg.solve_triangular(chol.mT, du.mT, upper=True, left=False)
+        moved = torch.linalg.solve_triangular(chol, moved_t, upper=False, left=False).mT
+        # K^-1 is symmetric, so dU^T K^-1 c = (K^-1 dU)^T c: the mean's shift from the solution, without another solve
+        base = mean.unsqueeze(1) - h3 * torch.bmm(c.transpose(1, 2), moved)
+        return base, moved, h, info
 
     def _in_output_space(self, state: State, k: int, du: Tensor, dg: Tensor, misfit: Tensor):
         """``(coef, rows)`` with ``U <- U + coef @ rows``, the increment ``h (y + xi_j - G(u_j))^T (h C_GG + Gamma)^-1
