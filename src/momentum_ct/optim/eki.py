@@ -167,13 +167,14 @@ class EnsembleKalmanInversion(Method):
         runs, n_members, _ = u.shape
         mean = u.mean(1)
         du = u - mean.unsqueeze(1)
-        dg = outputs - outputs.mean(1, keepdim=True)
+        mean_g = outputs.mean(1, keepdim=True)
+        dg = outputs - mean_g
         # the cheaper space: J x J systems unless there are fewer outputs than members (and no Tikhonov block)
         if outputs.shape[2] < n_members and not state["any_tikhonov"].any():
             coef, rows, h, info = self._in_output_space(state, k, du, dg, outputs - y.unsqueeze(1))
             base, moved = u, None
         else:
-            base, moved, h, info = self._in_ensemble_space(state, k, mean, du, dg, outputs.mean(1) - y)
+            base, moved, h, info = self._in_ensemble_space(state, k, mean, du, dg, mean_g.squeeze(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
         if bool(bad.any()):
             if moved is None:
