@@ -1,21 +1,21 @@
 """Time per data pass of ensemble Kalman inversion against SGD on the digits MLP, through the stacked engine.
 
     python benchmarks/eki.py            # J = 500 and 2000, online (mini-batches of 64) and offline
-    python benchmarks/eki.py --quick    # J = 500 online only (under a minute)
+    python benchmarks/eki.py --quick    # J = 500 online only (about a minute)
     python benchmarks/eki.py --quick --dtype float64 float32 --threads 1 2
                                         # J = 500 online in both precisions on one and two threads
 
 Both methods train the same network (``--hidden``, default 16: 1,210 parameters) on the same data; SGD is
 ``gd`` on mini-batches (offline: full-batch GD). Each configuration runs in a fresh child process (peak memory
-is its own), which trains for P and for 2P passes, best of ``--repeats`` timings of each; the recording is one
-row at the end, so the table times training. A pass costs the difference of the two lengths over P passes, and
-what is left at P passes is the run's setup (building the problem on the device, drawing the ensemble, the
-final record): a rate per pass that does not depend on how many passes were timed. The children of SGD and of
-EKI alternate over ``--rounds`` rounds; the ratio EKI / SGD is taken within each round, whose two children run
-one after the other, so that a slow spell of a shared machine falls on both sides of a ratio. Printed: medians
-over the rounds of seconds per pass and of setup, the median ratio per pass with its range over the rounds,
-the child's peak resident memory, and the size of the ensemble (J x dim) and of its outputs
-on one step's data (J x samples x classes), the two largest arrays the update needs.
+is its own), which trains for P passes and for none, best of ``--repeats`` timings of each; the recording is
+one row at the end, so the table times training. What the run without passes takes is the setup (building the
+problem on the device, drawing the ensemble, the final record), and a pass costs the rest over P passes: a
+rate per pass that does not depend on how many passes were timed. The children of SGD and of EKI alternate
+over ``--rounds`` rounds; the ratio EKI / SGD is taken within each round, whose two children run one after the
+other, so that a slow spell of a shared machine falls on both sides of a ratio. Printed: medians over the
+rounds of seconds per pass and of setup, the median ratio per pass with its range over the rounds, the child's
+peak resident memory, and the size of the ensemble (J x dim) and of its outputs on one step's data (J x
+samples x classes), the two largest arrays the update needs.
 """
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ def child(args: argparse.Namespace) -> None:
     method = "gd" if args.J == 0 else {"name": "eki", "J": args.J, "spread": 0.3, "adaptive": 1.0}
     best = {}
     for _ in range(args.repeats):
-        for passes in (args.passes, 2 * args.passes):
+        for passes in (0, args.passes):
             n = passes * steps_per_pass
             request = RunRequest(problem, method, 0.5, 0.0, n, np.array([n]), batch_size=batch)
             start = time.perf_counter()
             run_many([request], device="cpu", dtype=args.dtype)
             best[passes] = min(best.get(passes, float("inf")), time.perf_counter() - start)
-    print(json.dumps(dict(passes=args.passes, short=best[args.passes], long=best[2 * args.passes], dim=problem.dim,
+    print(json.dumps(dict(passes=args.passes, setup=best[0], total=best[args.passes], dim=problem.dim,
                           n_train=problem.n_train, peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
@@ -100,10 +100,9 @@ def main() -> None:
                 rounds: dict[int, list[dict]] = {}
                 for _ in range(args.rounds):
                     for J in [0, *sizes]:
-                        # P and 2P passes: several steps even offline, where a pass is one step
-                        got = measure(J, batch, (20 if batch else 50) if J == 0 else 2, dtype, threads, args)
-                        got["per_pass"] = (got["long"] - got["short"]) / got["passes"]
-                        got["setup"] = got["short"] - got["passes"] * got["per_pass"]
+                        # several steps even offline, where a pass is one step
+                        got = measure(J, batch, (20 if batch else 100) if J == 0 else 3, dtype, threads, args)
+                        got["per_pass"] = (got["total"] - got["setup"]) / got["passes"]
                         rounds.setdefault(J, []).append(got)
                 sgd = rounds[0]
                 for J in sizes:
