@@ -11,11 +11,11 @@ is its own), which trains for P passes and for none, best of ``--repeats`` timin
 one row at the end, so the table times training. What the run without passes takes is the setup (building the
 problem on the device, drawing the ensemble, the final record), and a pass costs the rest over P passes: a
 rate per pass that does not depend on how many passes were timed. The children of SGD and of EKI alternate
-over ``--rounds`` rounds; the ratio EKI / SGD is taken within each round, whose two children run one after the
-other, so that a slow spell of a shared machine falls on both sides of a ratio. Printed: medians over the
-rounds of seconds per pass and of setup, the median ratio per pass with its range over the rounds, the child's
-peak resident memory, and the size of the ensemble (J x dim) and of its outputs on one step's data (J x
-samples x classes), the two largest arrays the update needs.
+over ``--rounds`` rounds (each round SGD's child, then one child per ensemble size); the ratio EKI / SGD is
+taken within each round, so that a slow spell of a shared machine falls on both sides of a ratio. Printed:
+medians over the rounds of seconds per pass and of setup, the median ratio per pass with its range over the
+rounds, EKI's peak resident memory (the largest of its children), and the size of the ensemble (J x dim) and
+of its outputs on one step's data (J x samples x classes), the two largest arrays the update needs.
 """
 from __future__ import annotations
 

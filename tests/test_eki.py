@@ -311,6 +311,42 @@ def test_a_diverging_ensemble_is_recorded_not_raised():
     assert rec.diverged_at is not None and rec.diverged_at <= 50
 
 
+@pytest.mark.parametrize("perturb", [0.0, 1.0])
+@pytest.mark.parametrize("cause", ["outputs", "factor"])
+def test_a_failed_factor_spoils_its_own_run_only(perturb, cause, monkeypatch):
+    """Two runs in one stack (J-space), run 0's J x J factor failing: from a non-finite output, or reported failed
+    by the factorisation with finite numbers (what the guard itself must catch). Run 0's members become NaN (the
+    engine records it as diverged) and run 1 moves exactly as it does alone."""
+    a, y = linear_problem(d=3, m=12, seed=1)
+    spec = resolve_method({"name": "eki", "J": 5, "spread": 1.0, "perturb": perturb, "adaptive": 1.0})
+
+    def stack(runs):
+        columns = {k: torch.tensor([[v]] * runs, dtype=DT) for k, v in spec.columns(0.2, 0.0).items()}
+        return EKI.init(torch.zeros(runs, 3, dtype=DT), columns)
+
+    def g(points):
+        out = torch.tanh(points @ a.T)
+        if points.shape[0] == 2 and cause == "outputs":
+            out[0, 0, 0] = math.inf
+        return out
+
+    factor = torch.linalg.cholesky_ex
+
+    def failing(matrix):
+        chol, info = factor(matrix)
+        if matrix.shape[0] == 2:
+            info = info.clone()
+            info[0] = 1
+        return chol, info
+
+    if cause == "factor":
+        monkeypatch.setattr(torch.linalg, "cholesky_ex", failing)
+    both = EKI.step(stack(2), 0, MapOracle(g, y))["u"]
+    alone = EKI.step(stack(1), 0, MapOracle(g, y))["u"]
+    assert bool(torch.isnan(both[0]).all())
+    torch.testing.assert_close(both[1], alone[0], rtol=1e-13, atol=1e-15)
+
+
 def test_claim_e3_on_a_linear_problem(tmp_path):
     """E3 through its registry entry: order ~1 and a vanishing gap between the two flows on linear regression."""
     from momentum_ct.claims import measures

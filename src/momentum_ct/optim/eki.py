@@ -207,8 +207,9 @@ class EnsembleKalmanInversion(Method):
         system = h3 * s
         system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
         chol, info = torch.linalg.cholesky_ex(system)
-        # a factor that broke down is not used (the caller marks the run diverged); one flag for the stack is read
-        # on the host, as the caller does next, and only a stack with a failed factor is rewritten by a select
+        # a factor that broke down is replaced by the identity, and the caller overwrites its run with NaN (recorded
+        # as diverged); one flag for the stack is read on the host, as the caller does next, and only a stack with a
+        # failed factor is rewritten by a select
         failed = info != 0
         if bool(failed.any()):
             chol = torch.where(failed.view(-1, 1, 1), torch.eye(n_members, dtype=chol.dtype, device=chol.device), chol)
@@ -218,9 +219,10 @@ class EnsembleKalmanInversion(Method):
             base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)
             return base, torch.bmm(coef, du), h, info
         # K^-1 dU = (dU^T L^-T L^-1)^T: two triangular solves from the right on dU^T, as many operations as the product
-        # with an inverse and no inverse formed; the solution comes out laid out as dU, members by rows
+        # with an inverse and no inverse formed. The solution comes out laid out as dU, members by rows (on a CPU;
+        # contiguous() copies only where it does not), which the next forward pass and the localised split read
         moved_t = torch.linalg.solve_triangular(chol.mT, du.mT, upper=True, left=False)
-        moved = torch.linalg.solve_triangular(chol, moved_t, upper=False, left=False).mT
+        moved = torch.linalg.solve_triangular(chol, moved_t, upper=False, left=False).mT.contiguous()
         # K^-1 is symmetric, so dU^T K^-1 c = (K^-1 dU)^T c: the mean's shift from the solution, without another solve
         base = mean.unsqueeze(1) - h3 * torch.bmm(c.transpose(1, 2), moved)
         return base, moved, h, info
