@@ -195,7 +195,7 @@ class EnsembleKalmanInversion(Method):
         scale = (1.0 / (state["noise"] * n_members)).unsqueeze(2)  # Gamma^-1 / J, (runs, 1, 1)
         # S_ij = <dG_i, Gamma^-1 dG_j> / J and c_i = <dG_i, Gamma^-1 (mean G - y)> / J: the misfit matrix
         # D_ij = <dG_i, Gamma^-1 (G_j - y)> / J is S + c 1^T, so one J x J product over the outputs serves both
-        s = scale * torch.bmm(dg, dg.transpose(1, 2))
+        s = torch.bmm(dg, dg.transpose(1, 2)).mul_(scale)
         c = scale * torch.bmm(dg, offset.unsqueeze(2))
         if state["any_tikhonov"].any():  # the parameter block: G~ = [G; u], y~ = [y; x0], Gamma~^-1 = [.; lambda I]
             lam_t = state["tikhonov"].unsqueeze(2) / n_members
@@ -204,8 +204,8 @@ class EnsembleKalmanInversion(Method):
             c = c + lam_t * torch.bmm(du, (mean - state["prior_mean"]).unsqueeze(2))
         h = self._step_size(state, lambda: torch.linalg.matrix_norm(s + c).unsqueeze(1))
         h3 = h.unsqueeze(2)
-        system = h3 * s
-        system.diagonal(dim1=1, dim2=2).add_(1.0)  # K = I + h S
+        system = s.mul_(h3)  # S is not read again: K = I + h S in its place
+        system.diagonal(dim1=1, dim2=2).add_(1.0)
         chol, info = torch.linalg.cholesky_ex(system)
         # a factor that broke down is replaced by the identity, and the caller overwrites its run with NaN (recorded
         # as diverged); one flag for the stack is read on the host, as the caller does next, and only a stack with a
