@@ -311,13 +311,15 @@ def test_a_diverging_ensemble_is_recorded_not_raised():
     assert rec.diverged_at is not None and rec.diverged_at <= 50
 
 
+@pytest.mark.parametrize("n_out", [12, 3])
 @pytest.mark.parametrize("perturb", [0.0, 1.0])
 @pytest.mark.parametrize("cause", ["outputs", "factor"])
-def test_a_failed_factor_spoils_its_own_run_only(perturb, cause, monkeypatch):
-    """Two runs in one stack (J-space), run 0's J x J factor failing: from a non-finite output, or reported failed
-    by the factorisation with finite numbers (what the guard itself must catch). Run 0's members become NaN (the
-    engine records it as diverged) and run 1 moves exactly as it does alone."""
-    a, y = linear_problem(d=3, m=12, seed=1)
+def test_a_failed_factor_spoils_its_own_run_only(perturb, cause, n_out, monkeypatch):
+    """Two runs in one stack (J = 5: the J-space with 12 outputs, the output space with 3), run 0's factor failing:
+    from a non-finite output, or reported failed by the factorisation with finite numbers (what the guard itself
+    must catch). Run 0's members become NaN (the engine records it as diverged) and run 1 moves exactly as it does
+    alone."""
+    a, y = linear_problem(d=3, m=n_out, seed=1)
     spec = resolve_method({"name": "eki", "J": 5, "spread": 1.0, "perturb": perturb, "adaptive": 1.0})
 
     def stack(runs):

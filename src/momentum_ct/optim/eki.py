@@ -176,11 +176,8 @@ class EnsembleKalmanInversion(Method):
         else:
             base, moved, h, info = self._in_ensemble_space(state, k, mean, du, dg, mean_g.squeeze(1) - y)
         bad = (info != 0).view(runs, 1, 1)  # not positive definite: non-finite outputs; recorded as diverged
-        if bool(bad.any()):
-            if moved is None:
-                coef = torch.where(bad, torch.full_like(coef, float("nan")), coef)
-            else:
-                moved = torch.where(bad, torch.full_like(moved, float("nan")), moved)
+        if bool(bad.any()):  # a NaN base spoils the run's every member in either form
+            base = torch.where(bad, torch.full_like(base, float("nan")), base)
         # base + coef @ rows in one call, or base added in place to the moved deviations: no J x dim increment is
         # stored on its own
         new = torch.baddbmm(base, coef, rows) if moved is None else moved.add_(base)
