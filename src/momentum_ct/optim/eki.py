@@ -185,7 +185,8 @@ class EnsembleKalmanInversion(Method):
 
     def _in_ensemble_space(self, state: State, k: int, mean: Tensor, du: Tensor, dg: Tensor, offset: Tensor):
         """The update in J-space (module docstring) as ``U <- base + moved``: ``base`` the new mean on every member,
-        ``moved = (K^-1 + h P^T K^-1) dU`` (a fresh tensor, which the caller adds ``base`` to in place).
+        ``moved = (K^-1 + h P^T K^-1) dU``, which the caller adds ``base`` to in place (without perturbations it is
+        ``dU`` itself, overwritten: the caller's centred copy, not read again).
         On the centred members, not on ``U``: ``K^-1 U`` would carry the mean through ``K^-1 1 = 1``, exact only to
         round-off relative to the mean, which swamps the spread once the ensemble has collapsed (in float32 first)."""
         n_members = du.shape[1]
@@ -216,10 +217,11 @@ class EnsembleKalmanInversion(Method):
             base = mean.unsqueeze(1) - h3 * torch.bmm(torch.bmm(k_inv, c).transpose(1, 2), du)
             return base, torch.bmm(coef, du), h, info
         # K^-1 dU = (dU^T L^-T L^-1)^T: two triangular solves from the right on dU^T, as many operations as the product
-        # with an inverse and no inverse formed. The solution comes out laid out as dU, members by rows (on a CPU;
-        # contiguous() copies only where it does not), which the next forward pass and the localised split read
-        moved_t = torch.linalg.solve_triangular(chol.mT, du.mT, upper=True, left=False)
-        moved = torch.linalg.solve_triangular(chol, moved_t, upper=False, left=False).mT.contiguous()
+        # with an inverse and no inverse formed. In place on dU (the caller's fresh centred copy, not read again):
+        # dU^T is column-major, so the solver works on it as it lies, where a new output would cost a transposing
+        # copy per solve; the solution keeps dU's layout, members by rows, which the next forward pass reads
+        torch.linalg.solve_triangular(chol.mT, du.mT, upper=True, left=False, out=du.mT)
+        moved = torch.linalg.solve_triangular(chol, du.mT, upper=False, left=False, out=du.mT).mT
         # K^-1 is symmetric, so dU^T K^-1 c = (K^-1 dU)^T c: the mean's shift from the solution, without another solve
         base = mean.unsqueeze(1) - h3 * torch.bmm(c.transpose(1, 2), moved)
         return base, moved, h, info
