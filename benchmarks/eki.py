@@ -1,9 +1,12 @@
 """Time per data pass of ensemble Kalman inversion against SGD on the digits MLP, through the stacked engine.
 
     python benchmarks/eki.py            # J = 500 and 2000, online (mini-batches of 64) and offline
-    python benchmarks/eki.py --quick    # J = 500 online only (about a minute)
-    python benchmarks/eki.py --quick --dtype float64 float32 --threads 1 2
-                                        # J = 500 online in both precisions on one and two threads
+    python benchmarks/eki.py --quick    # J = 500 online only (a minute and a half here)
+    python benchmarks/eki.py --quick --threads 1 2
+                                        # J = 500 online on one and on two threads
+
+Each table row is one precision (default: float32, then float64) at one thread count (default: torch's, the
+machine's cores).
 
 Both methods train the same network (``--hidden``, default 16: 1,210 parameters) on the same data; SGD is
 ``gd`` on mini-batches (offline: full-batch GD). Each configuration runs in a fresh child process (peak memory
@@ -73,19 +76,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings of each length per child (best kept)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of the SGD and EKI children "
                         "(medians reported)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1],
-                        help="torch threads, one or more settings (both methods run with the same)")
-    parser.add_argument("--dtype", nargs="+", choices=("float64", "float32"), default=["float64"],
-                        help="both methods' arithmetic, one or more settings (default float64)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch threads, one or more settings (both methods run with the same; default torch's)")
+    parser.add_argument("--dtype", nargs="+", choices=("float64", "float32"), default=["float32", "float64"],
+                        help="both methods' arithmetic, one or more settings (default both)")
     args = parser.parse_args()
-    if args.repeats < 1 or args.rounds < 1:
-        parser.error("--repeats and --rounds must be at least 1")
+    if args.repeats < 1 or args.rounds < 1 or min(args.threads or [1]) < 1:
+        parser.error("--repeats, --rounds and --threads must be at least 1")
     if args.child:
         args.threads, args.dtype = args.threads[0], args.dtype[0]
         child(args)
         return
     import torch
 
+    args.threads = args.threads or [torch.get_num_threads()]
     sizes = [500] if args.quick else [500, 2000]
     settings = [("online", 64)] if args.quick else [("online", 64), ("offline", 0)]
     print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, digits MLP hidden [{args.hidden}], "
